@@ -1,0 +1,23 @@
+"""Shared fixtures: tiny random LMs of every registered family, written once per session."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from transformers.utils import logging as hf_logging
+
+from workbench.model.lm import LM_ADAPTERS
+from workbench.model.tiny import save_tiny_lm
+
+hf_logging.disable_progress_bar()
+hf_logging.set_verbosity_error()
+torch.set_num_threads(2)
+
+
+@pytest.fixture(scope="session")
+def tiny_lm_dirs(tmp_path_factory) -> dict[str, Path]:
+    """One saved tiny LM + tokenizer per registered LM family."""
+    root = tmp_path_factory.mktemp("tiny_lms")
+    return {family: save_tiny_lm(family, root / family) for family in LM_ADAPTERS.names()}

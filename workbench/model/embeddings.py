@@ -1,0 +1,103 @@
+"""The ``special_embeddings`` component: whether the ``<image>`` / ``<|endofchunk|>`` rows learn.
+
+``trainable`` decouples the rows of the special tokens from the frozen vocabulary: the LM's
+embedding matrix stays frozen and a small trainable table (one row per special token) overrides
+those rows, on the input side and on the output side. A tied LM shares one table between both
+sides (as its tied matrix would); an untied LM gets a second table for its output rows. Every other
+row provably never changes, and the optimizer holds two small tables instead of the whole vocabulary
+(the reference trains the full input matrix and leaves untied output rows frozen).
+
+``frozen`` trains none of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from workbench.registry import Registry
+
+
+class SpecialTokenEmbedding(nn.Module):
+    """Input embedding: the frozen base table, with the special rows read from ``special``."""
+
+    def __init__(self, base: nn.Embedding, special_ids: Sequence[int], special: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.special = special  # (S, D)
+        lookup = torch.full((base.num_embeddings,), -1, dtype=torch.long)
+        lookup[torch.as_tensor(list(special_ids))] = torch.arange(len(special_ids))
+        self.register_buffer("special_index", lookup, persistent=False)
+        self.register_buffer("special_ids", torch.as_tensor(list(special_ids)), persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """The effective (V, D) matrix (for code that reads ``get_input_embeddings().weight``)."""
+        return self.base.weight.index_copy(0, self.special_ids, self.special.to(self.base.weight))
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        out = self.base(input_ids)  # (B, L, D); also applies any padding_idx / scale of the base
+        idx = self.special_index[input_ids]  # (B, L), -1 for ordinary tokens
+        rows = F.embedding(idx.clamp(min=0), self.special).to(out.dtype)
+        return torch.where((idx >= 0)[..., None], rows, out)
+
+
+class SpecialTokenHead(nn.Module):
+    """Output projection: the frozen head, with the special tokens' logits from ``special``."""
+
+    def __init__(self, base: nn.Linear, special_ids: Sequence[int], special: nn.Parameter):
+        super().__init__()
+        self.base = base
+        self.special = special  # (S, D)
+        self.register_buffer("special_ids", torch.as_tensor(list(special_ids)), persistent=False)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        return self.base.weight.index_copy(0, self.special_ids, self.special.to(self.base.weight))
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        logits = self.base(hidden)  # (B, L, V)
+        special = F.linear(hidden, self.special.to(hidden.dtype))  # (B, L, S)
+        if self.base.bias is not None:
+            special = special + self.base.bias[self.special_ids]
+        return logits.index_copy(-1, self.special_ids, special.to(logits.dtype))
+
+
+SpecialEmbeddings = Callable[[nn.Module, Sequence[int]], None]
+SPECIAL_EMBEDDINGS: Registry[SpecialEmbeddings] = Registry("special_embeddings")
+
+
+def _is_tied(lm: nn.Module) -> bool:
+    head = lm.get_output_embeddings()
+    return head is not None and head.weight is lm.get_input_embeddings().weight
+
+
+@SPECIAL_EMBEDDINGS.register("trainable")
+def trainable(lm: nn.Module, special_ids: Sequence[int]) -> None:
+    """Trains only the special rows (input side; output side too, tied or not)."""
+    embed, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+    if not isinstance(embed, nn.Embedding):
+        raise TypeError(f"expected an nn.Embedding input table, got {type(embed).__name__}")
+    ids = torch.as_tensor(list(special_ids))
+    tied = _is_tied(lm)
+    input_rows = nn.Parameter(embed.weight.detach()[ids].clone())
+    lm.set_input_embeddings(SpecialTokenEmbedding(embed, special_ids, input_rows))
+    if isinstance(head, nn.Linear):
+        output_rows = input_rows if tied else nn.Parameter(head.weight.detach()[ids].clone())
+        lm.set_output_embeddings(SpecialTokenHead(head, special_ids, output_rows))
+    elif head is not None:
+        raise TypeError(f"expected an nn.Linear output head, got {type(head).__name__}")
+
+
+@SPECIAL_EMBEDDINGS.register("frozen")
+def frozen(lm: nn.Module, special_ids: Sequence[int]) -> None:
+    """Nothing in the LM's embeddings trains (the reference's ``--freeze_lm_embeddings``)."""
+    del lm, special_ids  # the LM is frozen already
+
+
+def apply_special_embeddings(name: str, lm: nn.Module, special_ids: Sequence[int]) -> None:
+    """Applies the registered variant ``name`` to a frozen ``lm``."""
+    SPECIAL_EMBEDDINGS.get(name)(lm, special_ids)

@@ -1,0 +1,86 @@
+"""One call builds a model, its image processor and its tokenizer (the open_clip style)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+from torch import nn
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+
+from workbench.model.flamingo import Flamingo, FlamingoConfig
+from workbench.model.vision import load_vision
+
+MEDIA_TOKEN = "<image>"
+EOC_TOKEN = "<|endofchunk|>"
+PAD_TOKEN = "<PAD>"
+
+
+def create_model_and_transforms(
+    vision: str,
+    lm: str,
+    *,
+    vision_pretrained: str | None = None,
+    tokenizer: str | None = None,
+    dtype: torch.dtype = torch.float32,
+    **options: Any,
+) -> tuple[Flamingo, Any, PreTrainedTokenizerBase]:
+    """Builds a Flamingo model from an open_clip vision model and a Hugging Face causal LM.
+
+    Args:
+        vision: open_clip model name, e.g. ``"ViT-L-14"`` or ``"wb-tiny-vit"``.
+        lm: Hugging Face model id or local directory (``save_pretrained`` layout).
+        vision_pretrained: open_clip pretrained tag or local checkpoint; None = random weights.
+        tokenizer: tokenizer id or directory; defaults to ``lm``.
+        dtype: dtype the LM weights are loaded in (the reference trains fp32 weights).
+        **options: fields of :class:`FlamingoConfig` other than the token ids, e.g.
+            ``xattn_every=2``, ``special_embeddings="frozen"``.
+
+    Returns:
+        (model, image processor, tokenizer with ``<image>``, ``<|endofchunk|>`` and a pad token).
+    """
+    allowed = {f.name for f in dataclasses.fields(FlamingoConfig)} - {
+        "media_token_id",
+        "eoc_token_id",
+        "pad_token_id",
+    }
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise TypeError(f"unknown model option(s) {unknown}; valid: {sorted(allowed)}")
+
+    vision_encoder, processor = load_vision(vision, vision_pretrained)
+    text_tokenizer = load_tokenizer(tokenizer or lm)
+    lang_model = load_lm(lm, dtype)
+    vocab = lang_model.get_input_embeddings().num_embeddings
+    if len(text_tokenizer) > vocab:  # grow only: LMs with padded vocabularies keep their rows
+        lang_model.resize_token_embeddings(len(text_tokenizer))
+
+    config = FlamingoConfig(
+        media_token_id=text_tokenizer.convert_tokens_to_ids(MEDIA_TOKEN),
+        eoc_token_id=text_tokenizer.convert_tokens_to_ids(EOC_TOKEN),
+        pad_token_id=text_tokenizer.pad_token_id,
+        **options,
+    )
+    model = Flamingo(vision_encoder, lang_model, config)
+    return model, processor, text_tokenizer
+
+
+def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
+    """A tokenizer with the Flamingo special tokens added (and ``<PAD>`` if it has no pad)."""
+    tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok.add_special_tokens({"additional_special_tokens": [EOC_TOKEN, MEDIA_TOKEN]})
+    if tok.pad_token is None:
+        tok.add_special_tokens({"pad_token": PAD_TOKEN})
+    return tok
+
+
+def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+    """A causal LM loaded with ``AutoModelForCausalLM.from_pretrained`` (no remote code)."""
+    try:
+        return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+    except OSError as err:
+        raise OSError(
+            f"cannot load the language model {name_or_path!r}: {err}. Pass a local directory "
+            "written by save_pretrained, or a Hugging Face id available in the local cache."
+        ) from err

@@ -1,0 +1,147 @@
+"""Language-model adapters and the decoder-layer wrapper that inserts cross-attention.
+
+An adapter is registered per ``config.model_type`` (an exact key, never a class-name substring)
+and names where a family keeps its decoder layers. Embeddings are reached through the standard
+``get_input_embeddings`` / ``get_output_embeddings`` API every family implements.
+
+Cross-attention is added by replacing entries of the decoder-layer list with
+:class:`FlamingoDecoderLayer`, which owns the original layer and (optionally) a gated
+cross-attention block. Visual tokens reach the wrappers through a :class:`MediaContext` that the
+Flamingo model fills inside a ``with context.scope(...)`` block and that always clears on exit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from workbench.model.xattn import GatedCrossAttentionBlock
+from workbench.registry import Registry
+
+
+@dataclass(frozen=True)
+class LMAdapter:
+    """Where a causal-LM family keeps its decoder layers (a dotted attribute path)."""
+
+    model_type: str
+    layers_path: str
+
+    def decoder_layers(self, lm: nn.Module) -> nn.ModuleList:
+        module: Any = lm
+        for name in self.layers_path.split("."):
+            module = getattr(module, name)
+        if not isinstance(module, nn.ModuleList):
+            raise TypeError(f"{self.model_type}: {self.layers_path} is not an nn.ModuleList")
+        return module
+
+    def hidden_size(self, lm: nn.Module) -> int:
+        return int(lm.config.hidden_size)
+
+
+LM_ADAPTERS: Registry[LMAdapter] = Registry("lm")
+
+for _adapter in (
+    LMAdapter("llama", "model.layers"),
+    LMAdapter("opt", "model.decoder.layers"),
+    LMAdapter("gpt_neox", "gpt_neox.layers"),
+    LMAdapter("mpt", "transformer.blocks"),
+    LMAdapter("gpt2", "transformer.h"),
+    LMAdapter("qwen2", "model.layers"),
+):
+    LM_ADAPTERS.add(_adapter.model_type, _adapter)
+
+
+def adapter_for(lm: nn.Module) -> LMAdapter:
+    """The registered adapter for ``lm.config.model_type`` (a miss lists the supported types)."""
+    model_type = getattr(getattr(lm, "config", None), "model_type", None)
+    if model_type is None:
+        raise TypeError(f"{type(lm).__name__} has no config.model_type; is it a transformers LM?")
+    return LM_ADAPTERS.get(model_type)
+
+
+class MediaContext:
+    """Visual tokens and text times visible to the cross-attention layers during one call.
+
+    Only :meth:`scope` sets it, and it clears on exit even when the forward raises, so no stale
+    image features survive a call (the reference keeps them on every layer until a flag clears).
+    """
+
+    def __init__(self) -> None:
+        self.media: torch.Tensor | None = None  # (B, T_img, n, D_v)
+        self.times: torch.Tensor | None = None  # (B, L) of the tokens in the current LM call
+        self.seen: torch.Tensor | None = None  # (B,) images seen before the current LM call
+        self.active = False
+
+    @contextmanager
+    def scope(self, media: torch.Tensor) -> Iterator[MediaContext]:
+        if self.active:
+            raise RuntimeError("a media scope is already open (nested Flamingo calls?)")
+        self.media, self.seen, self.active = media, None, True
+        try:
+            yield self
+        finally:
+            self.media = self.times = self.seen = None
+            self.active = False
+
+    def advance(self, media_locations: torch.Tensor) -> None:
+        """Sets text times for the next LM call; called once per call with its input ids.
+
+        Args:
+            media_locations: (B', L) bool; B' may be a multiple of the media batch (beam search
+                repeats every sample ``num_beams`` times, consecutively).
+        """
+        assert self.media is not None
+        if media_locations.shape[0] != self.media.shape[0]:
+            repeats, rest = divmod(media_locations.shape[0], self.media.shape[0])
+            if rest:
+                raise ValueError(
+                    f"batch of {media_locations.shape[0]} token rows for "
+                    f"{self.media.shape[0]} image rows"
+                )
+            self.media = self.media.repeat_interleave(repeats, dim=0)
+        if self.seen is not None and self.seen.shape[0] != media_locations.shape[0]:
+            raise ValueError("the token batch changed size inside one media scope")
+        times = media_locations.long().cumsum(dim=-1)
+        if self.seen is not None:
+            times = times + self.seen[:, None]
+        self.times = times
+        self.seen = times[:, -1]
+
+
+class FlamingoDecoderLayer(nn.Module):
+    """A decoder layer preceded by an optional gated cross-attention block.
+
+    Attributes the LM reads from its layers (e.g. ``attention_type``) are forwarded to the wrapped
+    layer, so the LM's own forward needs no change.
+    """
+
+    def __init__(
+        self, layer: nn.Module, xattn: GatedCrossAttentionBlock | None, context: MediaContext
+    ) -> None:
+        super().__init__()
+        self.layer = layer
+        self.xattn = xattn
+        # A plain attribute, not a submodule: one context is shared by every layer.
+        object.__setattr__(self, "context", context)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            return getattr(self._modules["layer"], name)
+
+    def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        if self.xattn is not None:
+            ctx = self.context
+            if not ctx.active or ctx.media is None or ctx.times is None:
+                raise RuntimeError(
+                    "cross-attention layer called outside a media scope: call the Flamingo "
+                    "model (forward/generate/score), not its language model directly"
+                )
+            hidden_states = self.xattn(hidden_states, ctx.media.to(hidden_states.dtype), ctx.times)
+        return self.layer(hidden_states, *args, **kwargs)
