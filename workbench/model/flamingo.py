@@ -109,7 +109,10 @@ class Flamingo(nn.Module):
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None:
             raise ValueError("Flamingo needs input_ids (not inputs_embeds) to locate <image> tokens")
-        self.context.advance(input_ids == self.config.media_token_id)
+        # transformers < 5.24 names the KV cache ``past_key_values``, later versions ``cache``
+        past = kwargs.get("past_key_values", kwargs.get("cache"))
+        continues = past is not None and past.get_seq_length() > 0  # a KV-cached decoding step
+        self.context.advance(input_ids == self.config.media_token_id, continues)
 
     def encode_images(
         self, images: torch.Tensor, image_mask: torch.Tensor | None, input_ids: torch.Tensor

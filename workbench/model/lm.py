@@ -88,10 +88,12 @@ class MediaContext:
             self.media = self.times = self.seen = None
             self.active = False
 
-    def advance(self, media_locations: torch.Tensor) -> None:
+    def advance(self, media_locations: torch.Tensor, continues: bool) -> None:
         """Sets text times for the next LM call; called once per call with its input ids.
 
         Args:
+            continues: the call's tokens follow those of the previous call (KV-cached decoding),
+                so the images seen so far count; otherwise the call holds the whole sequence.
             media_locations: (B', L) bool; B' may be a multiple of the media batch (beam search
                 repeats every sample ``num_beams`` times, consecutively).
         """
@@ -104,10 +106,10 @@ class MediaContext:
                     f"{self.media.shape[0]} image rows"
                 )
             self.media = self.media.repeat_interleave(repeats, dim=0)
-        if self.seen is not None and self.seen.shape[0] != media_locations.shape[0]:
-            raise ValueError("the token batch changed size inside one media scope")
         times = media_locations.long().cumsum(dim=-1)
-        if self.seen is not None:
+        if continues:
+            if self.seen is None or self.seen.shape[0] != media_locations.shape[0]:
+                raise ValueError("a cached LM call without a matching previous call in this scope")
             times = times + self.seen[:, None]
         self.times = times
         self.seen = times[:, -1]
