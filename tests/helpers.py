@@ -11,7 +11,9 @@ from workbench.model import Flamingo, create_model_and_transforms
 IMAGE_SIZE = 32  # wb-tiny-vit
 
 
-def build(lm_dir: Path, seed: int = 0, open_gates: bool = False, **options) -> tuple[Flamingo, object]:
+def build(
+    lm_dir: Path, seed: int = 0, open_gates: bool = False, **options
+) -> tuple[Flamingo, object]:
     """A tiny model (eval mode); ``open_gates`` sets every gate to a non-zero value."""
     torch.manual_seed(seed)
     model, _, tokenizer = create_model_and_transforms("wb-tiny-vit", str(lm_dir), **options)
@@ -24,7 +26,9 @@ def build(lm_dir: Path, seed: int = 0, open_gates: bool = False, **options) -> t
 
 
 def images(b: int, t: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(b, t, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed))
+    return torch.randn(
+        b, t, 3, IMAGE_SIZE, IMAGE_SIZE, generator=torch.Generator().manual_seed(seed)
+    )
 
 
 def encode(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:

@@ -29,7 +29,9 @@ def test_generation_uses_the_kv_cache_and_encodes_images_once(tiny_lm_dirs):
     cached = model.generate(x, None, input_ids, max_new_tokens=8, min_new_tokens=8)
     assert calls == [1]
     assert lm_inputs[0] == input_ids.shape[1] and set(lm_inputs[1:]) == {1}  # one token a step
-    uncached = model.generate(x, None, input_ids, max_new_tokens=8, min_new_tokens=8, use_cache=False)
+    uncached = model.generate(
+        x, None, input_ids, max_new_tokens=8, min_new_tokens=8, use_cache=False
+    )
     assert cached.tolist() == uncached.tolist()
     assert cached.shape[1] == input_ids.shape[1] + 8
     assert not model.context.active

@@ -43,15 +43,24 @@ def test_exactly_the_intended_parameters_train(tiny_lm_dirs, family):
     special = names - resampler - xattn
     assert resampler <= names
     assert len({n.split(".xattn.")[0] for n in xattn}) == 2  # layers 1 and 3 of 4
-    embed = "lang_model.model.embed_tokens" if family == "llama" else "lang_model.model.decoder.embed_tokens"
-    expected_special = {f"{embed}.special"} | ({"lang_model.lm_head.special"} if family == "llama" else set())
+    embed = (
+        "lang_model.model.embed_tokens"
+        if family == "llama"
+        else "lang_model.model.decoder.embed_tokens"
+    )
+    expected_special = {f"{embed}.special"} | (
+        {"lang_model.lm_head.special"} if family == "llama" else set()
+    )
     assert special == expected_special  # a tied LM shares one table between input and output
     for name in special:
         assert model.get_parameter(name).shape[0] == 2
 
     frozen, _ = build(tiny_lm_dirs[family], special_embeddings="frozen")
     assert not any(".special" in n for n in trainable_names(frozen))
-    assert not any(n.startswith(("vision.", "lang_model.")) and ".xattn." not in n for n in trainable_names(frozen))
+    assert not any(
+        n.startswith(("vision.", "lang_model.")) and ".xattn." not in n
+        for n in trainable_names(frozen)
+    )
 
 
 @pytest.mark.parametrize("family", ["llama", "opt"])
@@ -68,11 +77,15 @@ def test_a_training_step_changes_only_the_special_rows(tiny_lm_dirs, family):
 
     after = model.state_dict()
     changed = {k for k in after if not torch.equal(after[k], before[k])}
-    frozen_changed = {k for k in changed if k.startswith(("vision.", "lang_model.")) and ".xattn." not in k}
+    frozen_changed = {
+        k for k in changed if k.startswith(("vision.", "lang_model.")) and ".xattn." not in k
+    }
     assert frozen_changed == {k for k in after if k.endswith(".special")}
     assert any(k.startswith("resampler.") for k in changed)
     embed = model.lang_model.get_input_embeddings()
-    assert torch.equal(embed.base.weight, before[next(k for k in before if k.endswith("embed_tokens.base.weight"))])
+    assert torch.equal(
+        embed.base.weight, before[next(k for k in before if k.endswith("embed_tokens.base.weight"))]
+    )
 
 
 def test_text_time_counts_images_at_or_before_each_token():
@@ -89,7 +102,7 @@ def spans(input_ids: torch.Tensor, media_token_id: int) -> list[int]:
 def test_an_image_reaches_only_the_text_up_to_the_next_image(tiny_lm_dirs, k):
     model, tokenizer = build(tiny_lm_dirs["llama"], open_gates=True)
     input_ids, _ = encode(tokenizer, [TEXT])
-    starts = spans(input_ids, model.config.media_token_id) + [input_ids.shape[1]]
+    starts = [*spans(input_ids, model.config.media_token_id), input_ids.shape[1]]
     base, perturbed = images(1, 3), images(1, 3, seed=1)
     perturbed[:, :k] = base[:, :k]
     perturbed[:, k + 1 :] = base[:, k + 1 :]
@@ -100,7 +113,8 @@ def test_an_image_reaches_only_the_text_up_to_the_next_image(tiny_lm_dirs, k):
     times = text_time(input_ids == model.config.media_token_id)
     with torch.no_grad():
         outs = [
-            block.attn(hidden, model.encode_images(x, None, input_ids), times) for x in (base, perturbed)
+            block.attn(hidden, model.encode_images(x, None, input_ids), times)
+            for x in (base, perturbed)
         ]
     moved = (outs[0] - outs[1]).abs().amax(dim=-1)[0] > 0
     expected = torch.zeros_like(moved)
@@ -125,7 +139,10 @@ def test_attending_to_all_previous_images(tiny_lm_dirs):
     hidden = torch.randn(1, input_ids.shape[1], model.lang_model.config.hidden_size)
     times = text_time(input_ids == model.config.media_token_id)
     with torch.no_grad():
-        outs = [block.attn(hidden, model.encode_images(x, None, input_ids), times) for x in (base, perturbed)]
+        outs = [
+            block.attn(hidden, model.encode_images(x, None, input_ids), times)
+            for x in (base, perturbed)
+        ]
     moved = (outs[0] - outs[1]).abs().amax(dim=-1)[0] > 0
     assert not moved[: starts[0]].any()  # no image yet: exactly zero, never a peek at the future
     assert moved[starts[0] :].all()  # every later token still sees image 0
@@ -213,11 +230,15 @@ def test_the_language_model_alone_refuses_to_run_without_images(tiny_lm_dirs):
 
 def test_score_gives_per_token_log_likelihoods(tiny_lm_dirs):
     model, tokenizer = build(tiny_lm_dirs["opt"], open_gates=True)
-    input_ids, attention_mask = encode(tokenizer, ["<image>Output: a red circle", "<image>Output: a"])
+    input_ids, attention_mask = encode(
+        tokenizer, ["<image>Output: a red circle", "<image>Output: a"]
+    )
     x = images(2, 1)
     scores = model.score(x, None, input_ids, attention_mask)
     logits = model(x, None, input_ids, attention_mask).logits
-    expected = logits[0, :-1].log_softmax(-1)[torch.arange(input_ids.shape[1] - 1), input_ids[0, 1:]]
+    expected = logits[0, :-1].log_softmax(-1)[
+        torch.arange(input_ids.shape[1] - 1), input_ids[0, 1:]
+    ]
     assert scores.shape == (2, input_ids.shape[1] - 1)
     torch.testing.assert_close(scores[0], expected, rtol=0, atol=1e-5)
     assert (scores[1][attention_mask[1, 1:] == 0] == 0).all()

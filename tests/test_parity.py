@@ -29,7 +29,11 @@ from open_flamingo.src.flamingo_lm import FlamingoLMMixin  # noqa: E402
 from open_flamingo.src.utils import extend_instance  # noqa: E402
 from transformers import AutoModelForCausalLM  # noqa: E402
 
-LAYERS_PATH = {"llama": "model.layers", "opt": "model.decoder.layers", "gpt_neox": "gpt_neox.layers"}
+LAYERS_PATH = {
+    "llama": "model.layers",
+    "opt": "model.decoder.layers",
+    "gpt_neox": "gpt_neox.layers",
+}
 
 
 def build_reference(lm_dir, xattn_every: int, seed: int = 0):
@@ -49,6 +53,11 @@ def build_reference(lm_dir, xattn_every: int, seed: int = 0):
         vis_dim=64,
         cross_attn_every_n_layers=xattn_every,
     )
+    # what the reference's factory trains: resampler, cross-attention, the input embeddings
+    model.requires_grad_(False)
+    model.perceiver.requires_grad_(True)
+    model.lang_encoder.gated_cross_attn_layers.requires_grad_(True)
+    model.lang_encoder.get_input_embeddings().requires_grad_(True)
     with torch.no_grad():  # open the gates, so that the images matter
         for layer in model.lang_encoder.gated_cross_attn_layers:
             if layer is not None:
@@ -60,7 +69,7 @@ def build_reference(lm_dir, xattn_every: int, seed: int = 0):
 def interleaved_batch(tokenizer, image_size: int = 32):
     texts = [
         "<image>a red circle.<|endofchunk|><image>two blue squares<|endofchunk|><image>a star",
-        "<image>Output: a<|endofchunk|><image>Output: one cyan triangle<|endofchunk|><image>Output:",
+        "<image>Output: a<|endofchunk|><image>Output: one cyan star<|endofchunk|><image>Output:",
     ]
     enc = tokenizer(texts, return_tensors="pt", padding=True)
     generator = torch.Generator().manual_seed(1)
@@ -93,7 +102,9 @@ def test_logits_match_reference(tiny_lm_dirs, family, xattn_every):
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_generation_matches_reference(tiny_lm_dirs, num_beams):
     reference, tokenizer = build_reference(tiny_lm_dirs["llama"], xattn_every=2)
-    model, _, _ = create_model_and_transforms("wb-tiny-vit", str(tiny_lm_dirs["llama"]), xattn_every=2)
+    model, _, _ = create_model_and_transforms(
+        "wb-tiny-vit", str(tiny_lm_dirs["llama"]), xattn_every=2
+    )
     load_reference_state_dict(model.eval(), reference.state_dict(), strict=True)
     images, input_ids, attention_mask = interleaved_batch(tokenizer)
     for row in range(2):  # batch 1: the reference's generate has no left-padding support

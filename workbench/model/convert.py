@@ -21,28 +21,36 @@ from workbench.model.embeddings import SpecialTokenEmbedding, SpecialTokenHead
 from workbench.model.flamingo import Flamingo
 from workbench.model.lm import adapter_for
 
+
+def _feed_forward(ref: str, ours: str) -> list[tuple[str, str]]:
+    """The reference's ``nn.Sequential(LayerNorm, Linear, GELU, Linear)`` vs named layers."""
+    return [
+        (ref + ".0.{rest}", ours + ".norm.{rest}"),
+        (ref + ".1.weight", ours + ".fc1.weight"),
+        (ref + ".3.weight", ours + ".fc2.weight"),
+    ]
+
+
+_REF_XATTN = "lang_encoder.{L}.{i}.gated_cross_attn_layer"
+_OUR_XATTN = "lang_model.{L}.{i}.xattn"
 # (reference template, workbench template); {L} is the LM's decoder-layer path, {i} a layer
 # index, {rest} any suffix. Specific rules come first: the first match wins, in both directions.
 _RULES = [
     ("vision_encoder.{rest}", "vision.visual.{rest}"),
     ("perceiver.latents", "resampler.latents"),
     ("perceiver.layers.{i}.0.{rest}", "resampler.layers.{i}.attn.{rest}"),
-    ("perceiver.layers.{i}.1.0.{rest}", "resampler.layers.{i}.ff.norm.{rest}"),
-    ("perceiver.layers.{i}.1.1.weight", "resampler.layers.{i}.ff.fc1.weight"),
-    ("perceiver.layers.{i}.1.3.weight", "resampler.layers.{i}.ff.fc2.weight"),
+    *_feed_forward("perceiver.layers.{i}.1", "resampler.layers.{i}.ff"),
     ("perceiver.norm.{rest}", "resampler.norm.{rest}"),
-    ("lang_encoder.{L}.{i}.gated_cross_attn_layer.ff.0.{rest}", "lang_model.{L}.{i}.xattn.ff.norm.{rest}"),
-    ("lang_encoder.{L}.{i}.gated_cross_attn_layer.ff.1.weight", "lang_model.{L}.{i}.xattn.ff.fc1.weight"),
-    ("lang_encoder.{L}.{i}.gated_cross_attn_layer.ff.3.weight", "lang_model.{L}.{i}.xattn.ff.fc2.weight"),
-    ("lang_encoder.{L}.{i}.gated_cross_attn_layer.{rest}", "lang_model.{L}.{i}.xattn.{rest}"),
+    *_feed_forward(_REF_XATTN + ".ff", _OUR_XATTN + ".ff"),
+    (_REF_XATTN + ".{rest}", _OUR_XATTN + ".{rest}"),
     ("lang_encoder.{L}.{i}.decoder_layer.{rest}", "lang_model.{L}.{i}.layer.{rest}"),
     ("lang_encoder.{rest}", "lang_model.{rest}"),
-]  # fmt: skip
+]
 # The reference registers the same tensors under a second name; normalise those first.
 _REFERENCE_ALIASES = [
-    ("lang_encoder.gated_cross_attn_layers.{i}.{rest}", "lang_encoder.{L}.{i}.gated_cross_attn_layer.{rest}"),
+    ("lang_encoder.gated_cross_attn_layers.{i}.{rest}", _REF_XATTN + ".{rest}"),
     ("lang_encoder.old_decoder_blocks.{i}.{rest}", "lang_encoder.{L}.{i}.decoder_layer.{rest}"),
-]  # fmt: skip
+]
 
 
 def _compile(template: str, layers_path: str) -> re.Pattern[str]:

@@ -17,12 +17,16 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 
 from workbench.registry import Registry
 
 
 class SpecialTokenEmbedding(nn.Module):
     """Input embedding: the frozen base table, with the special rows read from ``special``."""
+
+    special_index: torch.Tensor  # (V,) row of each token in ``special``, -1 for ordinary ones
+    special_ids: torch.Tensor  # (S,)
 
     def __init__(self, base: nn.Embedding, special_ids: Sequence[int], special: nn.Parameter):
         super().__init__()
@@ -48,6 +52,8 @@ class SpecialTokenEmbedding(nn.Module):
 class SpecialTokenHead(nn.Module):
     """Output projection: the frozen head, with the special tokens' logits from ``special``."""
 
+    special_ids: torch.Tensor  # (S,)
+
     def __init__(self, base: nn.Linear, special_ids: Sequence[int], special: nn.Parameter):
         super().__init__()
         self.base = base
@@ -66,17 +72,17 @@ class SpecialTokenHead(nn.Module):
         return logits.index_copy(-1, self.special_ids, special.to(logits.dtype))
 
 
-SpecialEmbeddings = Callable[[nn.Module, Sequence[int]], None]
+SpecialEmbeddings = Callable[[PreTrainedModel, Sequence[int]], None]
 SPECIAL_EMBEDDINGS: Registry[SpecialEmbeddings] = Registry("special_embeddings")
 
 
-def _is_tied(lm: nn.Module) -> bool:
+def _is_tied(lm: PreTrainedModel) -> bool:
     head = lm.get_output_embeddings()
     return head is not None and head.weight is lm.get_input_embeddings().weight
 
 
 @SPECIAL_EMBEDDINGS.register("trainable")
-def trainable(lm: nn.Module, special_ids: Sequence[int]) -> None:
+def trainable(lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
     """Trains only the special rows (input side; output side too, tied or not)."""
     embed, head = lm.get_input_embeddings(), lm.get_output_embeddings()
     if not isinstance(embed, nn.Embedding):
@@ -93,11 +99,11 @@ def trainable(lm: nn.Module, special_ids: Sequence[int]) -> None:
 
 
 @SPECIAL_EMBEDDINGS.register("frozen")
-def frozen(lm: nn.Module, special_ids: Sequence[int]) -> None:
+def frozen(lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
     """Nothing in the LM's embeddings trains (the reference's ``--freeze_lm_embeddings``)."""
     del lm, special_ids  # the LM is frozen already
 
 
-def apply_special_embeddings(name: str, lm: nn.Module, special_ids: Sequence[int]) -> None:
+def apply_special_embeddings(name: str, lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
     """Applies the registered variant ``name`` to a frozen ``lm``."""
     SPECIAL_EMBEDDINGS.get(name)(lm, special_ids)

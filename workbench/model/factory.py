@@ -7,7 +7,12 @@ from typing import Any
 
 import torch
 from torch import nn
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from workbench.model.flamingo import Flamingo, FlamingoConfig
 from workbench.model.vision import load_vision
@@ -52,14 +57,16 @@ def create_model_and_transforms(
     vision_encoder, processor = load_vision(vision, vision_pretrained)
     text_tokenizer = load_tokenizer(tokenizer or lm)
     lang_model = load_lm(lm, dtype)
-    vocab = lang_model.get_input_embeddings().num_embeddings
+    embeddings = lang_model.get_input_embeddings()
+    assert isinstance(embeddings, nn.Embedding), type(embeddings)
+    vocab = embeddings.num_embeddings
     if len(text_tokenizer) > vocab:  # grow only: LMs with padded vocabularies keep their rows
         lang_model.resize_token_embeddings(len(text_tokenizer))
 
     config = FlamingoConfig(
-        media_token_id=text_tokenizer.convert_tokens_to_ids(MEDIA_TOKEN),
-        eoc_token_id=text_tokenizer.convert_tokens_to_ids(EOC_TOKEN),
-        pad_token_id=text_tokenizer.pad_token_id,
+        media_token_id=int(text_tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)),  # type: ignore[arg-type]
+        eoc_token_id=int(text_tokenizer.convert_tokens_to_ids(EOC_TOKEN)),  # type: ignore[arg-type]
+        pad_token_id=int(text_tokenizer.pad_token_id),
         **options,
     )
     model = Flamingo(vision_encoder, lang_model, config)
@@ -75,7 +82,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
-def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> nn.Module:
+def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """A causal LM loaded with ``AutoModelForCausalLM.from_pretrained`` (no remote code)."""
     try:
         return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)

@@ -8,12 +8,13 @@ refers to that row's k-th image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from transformers import PreTrainedModel
 
 from workbench.model.embeddings import apply_special_embeddings
 from workbench.model.lm import FlamingoDecoderLayer, MediaContext, adapter_for
@@ -49,7 +50,7 @@ class FlamingoConfig:
     xattn_dim_head: int = 64
     xattn_ff_mult: int = 4
     resampler: str = "perceiver"
-    resampler_options: ResamplerOptions = ResamplerOptions()
+    resampler_options: ResamplerOptions = field(default_factory=ResamplerOptions)
 
 
 class FlamingoOutput(NamedTuple):
@@ -61,7 +62,7 @@ class Flamingo(nn.Module):
     """Flamingo over any registered LM family; only the resampler, the cross-attention blocks
     and (for ``trainable`` special embeddings) the special-token rows require gradients."""
 
-    def __init__(self, vision: VisionEncoder, lang_model: nn.Module, config: FlamingoConfig):
+    def __init__(self, vision: VisionEncoder, lang_model: PreTrainedModel, config: FlamingoConfig):
         super().__init__()
         self.config = config
         self.vision = vision
@@ -98,7 +99,11 @@ class Flamingo(nn.Module):
     def xattn_blocks(self) -> dict[int, GatedCrossAttentionBlock]:
         """Cross-attention blocks by the index of the decoder layer they precede."""
         layers = adapter_for(self.lang_model).decoder_layers(self.lang_model)
-        return {i: layer.xattn for i, layer in enumerate(layers) if layer.xattn is not None}
+        return {
+            i: layer.xattn
+            for i, layer in enumerate(layers)
+            if isinstance(layer, FlamingoDecoderLayer) and layer.xattn is not None
+        }
 
     def _set_text_times(
         self, module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -108,7 +113,9 @@ class Flamingo(nn.Module):
             return
         input_ids = kwargs.get("input_ids", args[0] if args else None)
         if input_ids is None:
-            raise ValueError("Flamingo needs input_ids (not inputs_embeds) to locate <image> tokens")
+            raise ValueError(
+                "Flamingo needs input_ids (not inputs_embeds) to locate <image> tokens"
+            )
         # transformers < 5.24 names the KV cache ``past_key_values``, later versions ``cache``
         past = kwargs.get("past_key_values", kwargs.get("cache"))
         continues = past is not None and past.get_seq_length() > 0  # a KV-cached decoding step
@@ -179,7 +186,9 @@ class Flamingo(nn.Module):
         """
         media = self.encode_images(images, image_mask, input_ids)
         with self.context.scope(media):
-            out = self.lang_model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+            out = self.lang_model(
+                input_ids=input_ids, attention_mask=attention_mask, use_cache=False
+            )
         loss = None if labels is None else causal_lm_loss(out.logits, labels)
         return FlamingoOutput(loss, out.logits)
 
@@ -209,7 +218,7 @@ class Flamingo(nn.Module):
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("suppress_tokens", [self.config.media_token_id])
         with self.context.scope(media):
-            return self.lang_model.generate(  # type: ignore[no-any-return]
+            return self.lang_model.generate(  # type: ignore[operator]
                 input_ids=input_ids,
                 attention_mask=attention_mask,
                 max_new_tokens=max_new_tokens,
@@ -240,7 +249,9 @@ class Flamingo(nn.Module):
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean next-token cross-entropy over labelled positions (0 when none is labelled)."""
     if labels.shape != logits.shape[:2]:
-        raise ValueError(f"labels must be (B, L)={tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
+        raise ValueError(
+            f"labels must be (B, L)={tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
+        )
     targets = labels[:, 1:].reshape(-1)
     total = F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(),

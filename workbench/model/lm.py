@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from transformers import PreTrainedModel
 
 from workbench.model.xattn import GatedCrossAttentionBlock
 from workbench.registry import Registry
@@ -39,7 +40,7 @@ class LMAdapter:
             raise TypeError(f"{self.model_type}: {self.layers_path} is not an nn.ModuleList")
         return module
 
-    def hidden_size(self, lm: nn.Module) -> int:
+    def hidden_size(self, lm: PreTrainedModel) -> int:
         return int(lm.config.hidden_size)
 
 
@@ -56,7 +57,7 @@ for _adapter in (
     LM_ADAPTERS.add(_adapter.model_type, _adapter)
 
 
-def adapter_for(lm: nn.Module) -> LMAdapter:
+def adapter_for(lm: PreTrainedModel) -> LMAdapter:
     """The registered adapter for ``lm.config.model_type`` (a miss lists the supported types)."""
     model_type = getattr(getattr(lm, "config", None), "model_type", None)
     if model_type is None:

@@ -79,8 +79,21 @@ class PerceiverAttention(nn.Module):
         latents = self.norm_latents(latents)
         q = split_heads(self.to_q(latents), self.heads)
         k, v = self.to_kv(torch.cat((media, latents), dim=1)).chunk(2, dim=-1)
-        out = F.scaled_dot_product_attention(q, split_heads(k, self.heads), split_heads(v, self.heads))
+        out = F.scaled_dot_product_attention(
+            q, split_heads(k, self.heads), split_heads(v, self.heads)
+        )
         return self.to_out(merge_heads(out))
+
+
+class PerceiverBlock(nn.Module):
+    def __init__(self, dim: int, options: ResamplerOptions) -> None:
+        super().__init__()
+        self.attn = PerceiverAttention(dim, options.heads, options.dim_head)
+        self.ff = FeedForward(dim, options.ff_mult)
+
+    def forward(self, media: torch.Tensor, latents: torch.Tensor) -> torch.Tensor:
+        latents = latents + self.attn(media, latents)
+        return latents + self.ff(latents)
 
 
 @RESAMPLERS.register("perceiver")
@@ -91,20 +104,11 @@ class PerceiverResampler(nn.Module):
         super().__init__()
         self.options = options
         self.latents = nn.Parameter(torch.randn(options.num_latents, dim))
-        self.layers = nn.ModuleList(
-            nn.ModuleDict(
-                {
-                    "attn": PerceiverAttention(dim, options.heads, options.dim_head),
-                    "ff": FeedForward(dim, options.ff_mult),
-                }
-            )
-            for _ in range(options.depth)
-        )
+        self.layers = nn.ModuleList(PerceiverBlock(dim, options) for _ in range(options.depth))
         self.norm = nn.LayerNorm(dim)
 
     def forward(self, media: torch.Tensor) -> torch.Tensor:
         latents = self.latents.expand(media.shape[0], -1, -1)  # (N_img, L, D)
         for layer in self.layers:
-            latents = latents + layer["attn"](media, latents)
-            latents = latents + layer["ff"](latents)
+            latents = layer(media, latents)
         return self.norm(latents)

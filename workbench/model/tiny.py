@@ -37,60 +37,106 @@ _CORPUS = [
     "the picture shows one cyan triangle at the bottom right.",
 ]
 
-#: Tiny configs by ``model_type``: each maps (vocabulary size, eos id) to a 4-layer, width-64 config.
+#: Tiny configs by ``model_type``: (vocabulary size, eos id) -> a 4-layer, width-64 config.
 TINY_LM_CONFIGS: Registry[Callable[[int, int], PretrainedConfig]] = Registry("tiny_lm")
 
 
 @TINY_LM_CONFIGS.register("llama")
 def _llama(vocab: int, eos: int) -> PretrainedConfig:
     return LlamaConfig(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
         tie_word_embeddings=False,
-    )  # fmt: skip
+    )
 
 
 @TINY_LM_CONFIGS.register("opt")
 def _opt(vocab: int, eos: int) -> PretrainedConfig:
     return OPTConfig(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, hidden_size=64, ffn_dim=128, num_hidden_layers=4,
-        num_attention_heads=4, max_position_embeddings=512, word_embed_proj_dim=64,
-        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0,
-    )  # fmt: skip
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        hidden_size=64,
+        ffn_dim=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        word_embed_proj_dim=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+    )
 
 
 @TINY_LM_CONFIGS.register("gpt_neox")
 def _gpt_neox(vocab: int, eos: int) -> PretrainedConfig:
     return GPTNeoXConfig(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, max_position_embeddings=512, hidden_dropout=0.0,
-        attention_dropout=0.0, tie_word_embeddings=False,
-    )  # fmt: skip
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        max_position_embeddings=512,
+        hidden_dropout=0.0,
+        attention_dropout=0.0,
+        tie_word_embeddings=False,
+    )
 
 
 @TINY_LM_CONFIGS.register("mpt")
 def _mpt(vocab: int, eos: int) -> PretrainedConfig:
     return MptConfig(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, d_model=64, n_heads=4, n_layers=4, expansion_ratio=2,
-        max_seq_len=512, resid_pdrop=0.0, emb_pdrop=0.0,
-    )  # fmt: skip
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        d_model=64,
+        n_heads=4,
+        n_layers=4,
+        expansion_ratio=2,
+        max_seq_len=512,
+        resid_pdrop=0.0,
+        emb_pdrop=0.0,
+    )
 
 
 @TINY_LM_CONFIGS.register("gpt2")
 def _gpt2(vocab: int, eos: int) -> PretrainedConfig:
     return GPT2Config(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, n_positions=512, n_embd=64, n_layer=4, n_head=4,
-        resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0,
-    )  # fmt: skip
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        n_positions=512,
+        n_embd=64,
+        n_layer=4,
+        n_head=4,
+        resid_pdrop=0.0,
+        embd_pdrop=0.0,
+        attn_pdrop=0.0,
+    )
 
 
 @TINY_LM_CONFIGS.register("qwen2")
 def _qwen2(vocab: int, eos: int) -> PretrainedConfig:
     return Qwen2Config(
-        vocab_size=vocab, bos_token_id=eos, eos_token_id=eos, hidden_size=64, intermediate_size=128, num_hidden_layers=4,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+        vocab_size=vocab,
+        bos_token_id=eos,
+        eos_token_id=eos,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=512,
         tie_word_embeddings=True,
-    )  # fmt: skip
+    )
 
 
 def train_tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 320):

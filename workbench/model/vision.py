@@ -32,7 +32,7 @@ class VisionEncoder(nn.Module):
                 f"{type(visual).__name__} cannot return patch tokens (no output_tokens); "
                 "use a ViT-style open_clip model"
             )
-        visual.output_tokens = True
+        visual.output_tokens = True  # type: ignore[assignment]
         self.visual = visual.requires_grad_(False).eval()
         self.dim = dim
 

@@ -81,7 +81,7 @@ class MaskedCrossAttention(nn.Module):
 
 
 class GatedCrossAttentionBlock(nn.Module):
-    """x + tanh(g_attn)·xattn(x) then + tanh(g_ff)·FF(x); both gates start at 0 (block = identity)."""
+    """x + tanh(g_attn)·xattn(x), then + tanh(g_ff)·FF(x); gates start at 0 (block = identity)."""
 
     def __init__(
         self,

@@ -1,0 +1,53 @@
+"""Developer sessions. They run in the environment nox is installed in (the project's .venv):
+building a 5.6 GB torch environment per session would dwarf the sessions themselves.
+
+    nox -s tests          # the unit tests (CPU)
+    nox -s parity         # logits/generation parity with open-flamingo 2.0.1
+    nox -s lint typecheck
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "none"
+nox.options.sessions = ["lint", "typecheck", "tests", "parity"]
+
+PYTHON = sys.executable  # the interpreter nox runs under: the project's environment
+# The reference's generate() works with transformers <= 5.17 and its metadata pins torch 2.0.1,
+# so it gets an overlay of its own (no second torch): these packages, installed with --target,
+# shadow the project's transformers only inside the parity session.
+PARITY_OVERLAY = Path(".nox/parity-overlay")
+PARITY_PACKAGES = ["transformers==5.17.0"]
+REFERENCE_PACKAGES = ["open-flamingo==2.0.1", "einops-exts==0.0.4", "einops==0.8.2"]
+
+
+@nox.session
+def tests(session: nox.Session) -> None:
+    session.run(PYTHON, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def parity(session: nox.Session) -> None:
+    marker = PARITY_OVERLAY / ".complete"
+    if not marker.exists():
+        pip = [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(PARITY_OVERLAY)]
+        session.run(*pip, *PARITY_PACKAGES)
+        session.run(*pip, "--no-deps", *REFERENCE_PACKAGES)  # its torch==2.0.1 pin cannot apply
+        marker.touch()
+    env = {"PYTHONPATH": str(PARITY_OVERLAY.resolve()), "WB_REQUIRE_PARITY": "1"}
+    session.run(PYTHON, "-m", "pytest", "-m", "parity", *session.posargs, env=env)
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    session.run(PYTHON, "-m", "ruff", "check", ".")
+    session.run(PYTHON, "-m", "ruff", "format", "--check", ".")
+
+
+@nox.session
+def typecheck(session: nox.Session) -> None:
+    session.run(PYTHON, "-m", "mypy")
