@@ -94,28 +94,36 @@ def test_text_time_counts_images_at_or_before_each_token():
     assert text_time(locations, torch.tensor([2, 0]))[0].tolist() == [2, 3, 3, 3, 4, 4]
 
 
-def spans(input_ids: torch.Tensor, media_token_id: int) -> list[int]:
-    return (input_ids[0] == media_token_id).nonzero()[:, 0].tolist()
+def perturb_image(k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two (1, 3)-image batches that differ in image k only."""
+    base, perturbed = images(1, 3), images(1, 3, seed=1)
+    perturbed[:, :k] = base[:, :k]
+    perturbed[:, k + 1 :] = base[:, k + 1 :]
+    return base, perturbed
+
+
+def xattn_outputs(model, input_ids, batches) -> tuple[torch.Tensor, list[int]]:
+    """Attention-branch outputs of the first cross-attention block, and the <image> positions."""
+    media_locations = input_ids == model.config.media_token_id
+    hidden = torch.randn(1, input_ids.shape[1], model.lang_model.config.hidden_size)
+    attn = model.xattn_blocks()[0].attn
+    with torch.no_grad():
+        outs = [
+            attn(hidden, model.encode_images(x, None, input_ids), text_time(media_locations))
+            for x in batches
+        ]
+    return torch.stack(outs), media_locations[0].nonzero()[:, 0].tolist()
 
 
 @pytest.mark.parametrize("k", [0, 1, 2])
 def test_an_image_reaches_only_the_text_up_to_the_next_image(tiny_lm_dirs, k):
     model, tokenizer = build(tiny_lm_dirs["llama"], open_gates=True)
     input_ids, _ = encode(tokenizer, [TEXT])
-    starts = [*spans(input_ids, model.config.media_token_id), input_ids.shape[1]]
-    base, perturbed = images(1, 3), images(1, 3, seed=1)
-    perturbed[:, :k] = base[:, :k]
-    perturbed[:, k + 1 :] = base[:, k + 1 :]
+    base, perturbed = perturb_image(k)
 
     # the cross-attention output itself: exactly the tokens from the k-th <image> to the next
-    block = model.xattn_blocks()[0]
-    hidden = torch.randn(1, input_ids.shape[1], model.lang_model.config.hidden_size)
-    times = text_time(input_ids == model.config.media_token_id)
-    with torch.no_grad():
-        outs = [
-            block.attn(hidden, model.encode_images(x, None, input_ids), times)
-            for x in (base, perturbed)
-        ]
+    outs, starts = xattn_outputs(model, input_ids, (base, perturbed))
+    starts.append(input_ids.shape[1])
     moved = (outs[0] - outs[1]).abs().amax(dim=-1)[0] > 0
     expected = torch.zeros_like(moved)
     expected[starts[k] : starts[k + 1]] = True
@@ -132,17 +140,7 @@ def test_an_image_reaches_only_the_text_up_to_the_next_image(tiny_lm_dirs, k):
 def test_attending_to_all_previous_images(tiny_lm_dirs):
     model, tokenizer = build(tiny_lm_dirs["llama"], open_gates=True, only_attend_immediate=False)
     input_ids, _ = encode(tokenizer, ["a plain start " + TEXT])
-    starts = spans(input_ids, model.config.media_token_id)
-    base, perturbed = images(1, 3), images(1, 3, seed=1)
-    perturbed[:, 1:] = base[:, 1:]  # only image 0 differs
-    block = model.xattn_blocks()[0]
-    hidden = torch.randn(1, input_ids.shape[1], model.lang_model.config.hidden_size)
-    times = text_time(input_ids == model.config.media_token_id)
-    with torch.no_grad():
-        outs = [
-            block.attn(hidden, model.encode_images(x, None, input_ids), times)
-            for x in (base, perturbed)
-        ]
+    outs, starts = xattn_outputs(model, input_ids, perturb_image(0))
     moved = (outs[0] - outs[1]).abs().amax(dim=-1)[0] > 0
     assert not moved[: starts[0]].any()  # no image yet: exactly zero, never a peek at the future
     assert moved[starts[0] :].all()  # every later token still sees image 0

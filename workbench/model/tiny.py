@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -37,106 +38,36 @@ _CORPUS = [
     "the picture shows one cyan triangle at the bottom right.",
 ]
 
-#: Tiny configs by ``model_type``: (vocabulary size, eos id) -> a 4-layer, width-64 config.
-TINY_LM_CONFIGS: Registry[Callable[[int, int], PretrainedConfig]] = Registry("tiny_lm")
+_SIZES = {"num_hidden_layers": 4, "num_attention_heads": 4, "max_position_embeddings": 512}
+_GPT2_NO_DROPOUT = {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
+_LLAMA_LIKE = {**_SIZES, "hidden_size": 64, "intermediate_size": 128, "num_key_value_heads": 2}
 
-
-@TINY_LM_CONFIGS.register("llama")
-def _llama(vocab: int, eos: int) -> PretrainedConfig:
-    return LlamaConfig(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=False,
-    )
-
-
-@TINY_LM_CONFIGS.register("opt")
-def _opt(vocab: int, eos: int) -> PretrainedConfig:
-    return OPTConfig(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        hidden_size=64,
-        ffn_dim=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        max_position_embeddings=512,
-        word_embed_proj_dim=64,
-        dropout=0.0,
-        attention_dropout=0.0,
-    )
-
-
-@TINY_LM_CONFIGS.register("gpt_neox")
-def _gpt_neox(vocab: int, eos: int) -> PretrainedConfig:
-    return GPTNeoXConfig(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        max_position_embeddings=512,
-        hidden_dropout=0.0,
-        attention_dropout=0.0,
-        tie_word_embeddings=False,
-    )
-
-
-@TINY_LM_CONFIGS.register("mpt")
-def _mpt(vocab: int, eos: int) -> PretrainedConfig:
-    return MptConfig(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        d_model=64,
-        n_heads=4,
-        n_layers=4,
-        expansion_ratio=2,
-        max_seq_len=512,
-        resid_pdrop=0.0,
-        emb_pdrop=0.0,
-    )
-
-
-@TINY_LM_CONFIGS.register("gpt2")
-def _gpt2(vocab: int, eos: int) -> PretrainedConfig:
-    return GPT2Config(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        n_positions=512,
-        n_embd=64,
-        n_layer=4,
-        n_head=4,
-        resid_pdrop=0.0,
-        embd_pdrop=0.0,
-        attn_pdrop=0.0,
-    )
-
-
-@TINY_LM_CONFIGS.register("qwen2")
-def _qwen2(vocab: int, eos: int) -> PretrainedConfig:
-    return Qwen2Config(
-        vocab_size=vocab,
-        bos_token_id=eos,
-        eos_token_id=eos,
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        tie_word_embeddings=True,
-    )
+#: Tiny (4 layers, width 64, no dropout) config of each family, keyed by ``model_type``: the
+#: config class and its size arguments. Untied and tied output heads are both represented.
+TinyConfig = tuple[Callable[..., PretrainedConfig], dict[str, Any]]
+TINY_LM_CONFIGS: Registry[TinyConfig] = Registry("tiny_lm")
+_TINY: dict[str, TinyConfig] = {
+    "llama": (LlamaConfig, _LLAMA_LIKE),
+    "qwen2": (Qwen2Config, {**_LLAMA_LIKE, "tie_word_embeddings": True}),
+    "gpt_neox": (
+        GPTNeoXConfig,
+        {**_SIZES, "hidden_size": 64, "intermediate_size": 128, "hidden_dropout": 0.0},
+    ),
+    "opt": (
+        OPTConfig,
+        {**_SIZES, "hidden_size": 64, "ffn_dim": 128, "word_embed_proj_dim": 64, "dropout": 0.0},
+    ),
+    "mpt": (
+        MptConfig,
+        {"d_model": 64, "n_heads": 4, "n_layers": 4, "expansion_ratio": 2, "max_seq_len": 512},
+    ),
+    "gpt2": (
+        GPT2Config,
+        {"n_embd": 64, "n_layer": 4, "n_head": 4, "n_positions": 512, **_GPT2_NO_DROPOUT},
+    ),
+}
+for _name, _entry in _TINY.items():
+    TINY_LM_CONFIGS.add(_name, _entry)
 
 
 def train_tiny_tokenizer(corpus: list[str] | None = None, vocab_size: int = 320):
@@ -164,10 +95,11 @@ def save_tiny_lm(family: str, out_dir: str | Path, seed: int = 0) -> Path:
     Returns:
         ``out_dir``, loadable with ``AutoModelForCausalLM.from_pretrained``.
     """
-    make_config = TINY_LM_CONFIGS.get(family)
+    config_class, sizes = TINY_LM_CONFIGS.get(family)
     out = Path(out_dir)
     tokenizer = train_tiny_tokenizer()
-    config = make_config(len(tokenizer), tokenizer.eos_token_id)
+    eos = tokenizer.eos_token_id
+    config = config_class(vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos, **sizes)
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
     model.save_pretrained(out)
