@@ -241,3 +241,20 @@ def test_score_gives_per_token_log_likelihoods(tiny_lm_dirs):
     torch.testing.assert_close(scores[0], expected, rtol=0, atol=1e-5)
     assert (scores[1][attention_mask[1, 1:] == 0] == 0).all()
     assert (scores[0] < 0).all()
+
+
+@pytest.mark.parametrize("with_images", [True, False])
+def test_every_trainable_parameter_gets_a_gradient_under_bf16_autocast(tiny_lm_dirs, with_images):
+    # DDP without find_unused_parameters needs a gradient for every trainable parameter, even
+    # from a batch without a single image
+    model, tokenizer = build(tiny_lm_dirs["llama"], open_gates=True)
+    model.train()
+    texts = ["<image>a red<|endofchunk|><image>b", "<image>c"] if with_images else ["a", "b c"]
+    input_ids, attention_mask = encode(tokenizer, texts)
+    mask = torch.tensor([[True, True], [True, False]]) & with_images
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(images(2, 2), mask, input_ids, attention_mask, labels=input_ids)
+    assert out.logits.dtype == torch.bfloat16 and torch.isfinite(out.loss)
+    out.loss.backward()
+    missing = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert missing == []

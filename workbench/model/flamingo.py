@@ -161,12 +161,13 @@ class Flamingo(nn.Module):
         slots = max(int(counts.max()) if b else 0, 1)
         n, dim = self.config.resampler_options.num_latents, self.vision.dim
         real = images[image_mask]  # (N, 3, H, W), padded slots dropped before encoding
-        latents = self.resampler(self.vision(real)) if len(real) else None  # (N, n, D)
-        dtype = latents.dtype if latents is not None else images.dtype
-        media = images.new_zeros(b, slots, n, dim, dtype=dtype)
-        if latents is not None:
-            media = media.index_put((image_mask[:, :slots],), latents)
-        return media
+        # N may be 0: the resampler still runs, so that every trainable parameter is in the
+        # graph on every rank (DDP needs no find_unused_parameters for text-only batches)
+        patches = self.vision(real) if len(real) else images.new_zeros(0, 1, dim)  # (N, V, D)
+        latents = self.resampler(patches)  # (N, n, D)
+        media = latents.new_zeros(b, slots, n, dim)
+        slot_mask = F.pad(image_mask, (0, max(slots - t, 0)))[:, :slots]  # (B, T') even if T=0
+        return media.index_put((slot_mask,), latents)
 
     def forward(
         self,

@@ -43,8 +43,8 @@ class FeedForward(nn.Module):
 
 def split_heads(x: torch.Tensor, heads: int) -> torch.Tensor:
     """(B, L, H*Dh) -> (B, H, L, Dh)."""
-    b, n, _ = x.shape
-    return x.view(b, n, heads, -1).transpose(1, 2)
+    b, n, d = x.shape
+    return x.view(b, n, heads, d // heads).transpose(1, 2)
 
 
 def merge_heads(x: torch.Tensor) -> torch.Tensor:
