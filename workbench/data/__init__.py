@@ -1,0 +1,1 @@
+"""Data: LAION/MMC4 webdataset pipelines, the MMC4 filter, mixtures and the shapes world."""
