@@ -20,7 +20,9 @@ def list_components(
     kind: Annotated[str | None, typer.Argument(help="Only this kind, e.g. 'lm'.")] = None,
 ) -> None:
     """Lists every registered component kind and its names."""
-    import workbench.model  # noqa: F401  (registers the model's components)
+    import workbench.data.filters
+    import workbench.data.mixture
+    import workbench.model  # noqa: F401  (these imports register the components)
     from workbench.registry import REGISTRIES
 
     if kind is not None and kind not in REGISTRIES:
