@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach for the hub (set before imports)
+
 from pathlib import Path
 
 import pytest
@@ -21,3 +25,13 @@ def tiny_lm_dirs(tmp_path_factory) -> dict[str, Path]:
     """One saved tiny LM + tokenizer per registered LM family."""
     root = tmp_path_factory.mktemp("tiny_lms")
     return {family: save_tiny_lm(family, root / family) for family in LM_ADAPTERS.names()}
+
+
+@pytest.fixture(scope="session")
+def shapes_backbones(tmp_path_factory):
+    """The "tiny" pretrained shapes CLIP and LM, built once per test session (about 2.5 min)."""
+    from workbench.backbones.shapes import build_shapes_backbones
+
+    return build_shapes_backbones(
+        tmp_path_factory.mktemp("backbones"), "tiny", seed=0, show_progress=False
+    )

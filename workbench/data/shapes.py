@@ -20,7 +20,7 @@ from PIL import Image, ImageDraw
 
 from workbench.data.formats import document_json, write_shards
 
-SHAPES = ("circle", "square", "triangle", "star", "hexagon", "diamond", "cross")
+SHAPES = ("circle", "square", "triangle", "star", "ring", "diamond", "cross")
 COLOURS = {
     "red": (215, 38, 38),
     "green": (34, 160, 60),
@@ -94,8 +94,6 @@ def _polygon(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, fl
         return ring(4, r * 1.25, np.pi / 4)
     if shape == "diamond":
         return ring(4, r, 0.0)
-    if shape == "hexagon":
-        return ring(6, r, 0.0)
     if shape == "star":
         outer, inner = ring(5, r, -np.pi / 2), ring(5, r * 0.45, -np.pi / 2 + np.pi / 5)
         return [p for pair in zip(outer, inner, strict=True) for p in pair]
@@ -132,11 +130,14 @@ def render(scene: Scene, size: int = 64, seed: int = 0) -> Image.Image:
         draw = ImageDraw.Draw(image)
     cell = big / 3
     for obj in scene.objects:
-        radius = cell * (0.42 if obj.size == "large" else 0.24)
+        radius = cell * (0.44 if obj.size == "large" else 0.3)
         cx, cy = (obj.col + 0.5) * cell, (obj.row + 0.5) * cell
         colour = COLOURS[obj.colour]
-        if obj.shape == "circle":
+        if obj.shape in ("circle", "ring"):
             draw.ellipse([cx - radius, cy - radius, cx + radius, cy + radius], fill=colour)
+            if obj.shape == "ring":  # a hole that shows the background tint
+                hole = radius * 0.5
+                draw.ellipse([cx - hole, cy - hole, cx + hole, cy + hole], fill=scene.tint)
         else:
             draw.polygon(_polygon(obj.shape, cx, cy, radius), fill=colour)
     return image.resize((size, size), Image.Resampling.LANCZOS)

@@ -26,7 +26,7 @@ from workbench.data.shapes import COLOURS, SHAPES, Scene, caption, random_scene,
 INVENTED = dict(zip(SHAPES, ("blicket", "dax", "wug", "fep", "toma", "zorp", "kiki"), strict=True))
 
 
-def _questions(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str, str]]:
+def questions_for(scene: Scene, rng: np.random.Generator) -> list[tuple[str, str, str]]:
     """(question, answer, answer type) pairs answerable from ``scene``."""
     objs = scene.objects
     shapes = [o.shape for o in objs]
@@ -89,7 +89,7 @@ def write_eval_sets(out_dir: str | Path, n: int, seed: int = 0, image_size: int 
                     for k, r in enumerate(refs)
                 ],
             })  # fmt: skip
-            for k, (question, answer, kind) in enumerate(_questions(scene, rng)):
+            for k, (question, answer, kind) in enumerate(questions_for(scene, rng)):
                 qid = image_id * 10 + k
                 questions[split].append(
                     {"image_id": image_id, "question": question, "question_id": qid}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -15,7 +16,7 @@ from transformers import (
 )
 
 from workbench.model.flamingo import Flamingo, FlamingoConfig
-from workbench.model.vision import load_vision
+from workbench.model.vision import load_vision, offline
 
 MEDIA_TOKEN = "<image>"
 EOC_TOKEN = "<|endofchunk|>"
@@ -75,7 +76,7 @@ def create_model_and_transforms(
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A tokenizer with the Flamingo special tokens added (and ``<PAD>`` if it has no pad)."""
-    tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok = _from_hub(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
     tok.add_special_tokens({"additional_special_tokens": [EOC_TOKEN, MEDIA_TOKEN]})
     if tok.pad_token is None:
         tok.add_special_tokens({"pad_token": PAD_TOKEN})
@@ -84,10 +85,23 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
 
 def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:
     """A causal LM loaded with ``AutoModelForCausalLM.from_pretrained`` (no remote code)."""
+    load = AutoModelForCausalLM.from_pretrained
+    return _from_hub(load, name_or_path, "language model", dtype=dtype)
+
+
+def _from_hub(load: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
+    """``load(name_or_path)`` from a local directory or the local hub cache; from the hub only
+    when it is reachable. Offline, a missing model fails at once with what to fetch."""
+    local = Path(name_or_path).exists()
+    if not local and name_or_path.startswith((".", "/", "~")):  # a path, not a hub id
+        raise FileNotFoundError(f"{what} directory {name_or_path} does not exist")
     try:
-        return AutoModelForCausalLM.from_pretrained(name_or_path, dtype=dtype)
+        return load(name_or_path, local_files_only=local or offline(), **kwargs)
     except OSError as err:
+        if local:
+            raise OSError(f"cannot load the {what} in {name_or_path}: {err}") from None
         raise OSError(
-            f"cannot load the language model {name_or_path!r}: {err}. Pass a local directory "
-            "written by save_pretrained, or a Hugging Face id available in the local cache."
-        ) from err
+            f"the {what} {name_or_path!r} is not in the local Hugging Face cache and cannot be "
+            f"downloaded here. On a connected machine run `huggingface-cli download "
+            f"{name_or_path} --local-dir DIR`, copy DIR here and pass its path instead"
+        ) from None

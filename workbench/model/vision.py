@@ -58,13 +58,19 @@ def load_vision(name: str, pretrained: str | None = None) -> tuple[VisionEncoder
     """Builds the vision encoder and its image processor from open_clip.
 
     Args:
-        name: an open_clip model name, e.g. ``"ViT-L-14"`` or ``"wb-tiny-vit"``.
+        name: an open_clip model name, e.g. ``"ViT-L-14"`` or ``"wb-tiny-vit"``, or the path of
+            an open_clip config JSON (registered with open_clip under its file stem).
         pretrained: a pretrained tag (``"openai"``), a local checkpoint path, or ``None`` for
             random weights.
 
     Returns:
         (encoder, image processor) where the processor is open_clip's validation transform.
     """
+    if name.endswith(".json"):
+        if not Path(name).is_file():
+            raise FileNotFoundError(f"open_clip config {name} does not exist")
+        open_clip.add_model_config(Path(name))
+        name = Path(name).stem
     config = open_clip.get_model_config(name)
     if config is None:
         raise ValueError(
@@ -78,6 +84,8 @@ def load_vision(name: str, pretrained: str | None = None) -> tuple[VisionEncoder
     if pretrained is None:  # open_clip warns on purpose-built random models; we asked for them
         logger.setLevel(logging.ERROR)
     try:
+        if pretrained is not None and not _looks_like_path(pretrained):
+            pretrained = cached_open_clip_weights(name, pretrained)
         model, _, processor = open_clip.create_model_and_transforms(name, pretrained=pretrained)
     finally:
         logger.setLevel(level)
@@ -87,3 +95,47 @@ def load_vision(name: str, pretrained: str | None = None) -> tuple[VisionEncoder
 
 def _looks_like_path(pretrained: str) -> bool:
     return "/" in pretrained or pretrained.endswith((".pt", ".bin", ".safetensors", ".pth"))
+
+
+def cached_open_clip_weights(name: str, tag: str) -> str:
+    """The local file of open_clip's pretrained ``tag`` for ``name``, downloading it only when
+    the Hugging Face hub is reachable; offline, a missing file fails at once with what to fetch.
+    """
+    cfg = open_clip.get_pretrained_cfg(name, tag)
+    if not cfg:
+        tags = ", ".join(t for m, t in open_clip.list_pretrained() if m == name) or "none"
+        raise ValueError(f"open_clip has no pretrained tag {tag!r} for {name}; known: {tags}")
+    hub_id = cfg.get("hf_hub", "").rstrip("/")
+    if not hub_id:
+        raise ValueError(
+            f"{name}/{tag} downloads from {cfg.get('url')}: fetch that file yourself and pass "
+            "its path as the pretrained checkpoint"
+        )
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    filenames = ("open_clip_model.safetensors", "open_clip_pytorch_model.bin")
+    for filename in filenames:
+        try:
+            return hf_hub_download(hub_id, filename, local_files_only=True)
+        except LocalEntryNotFoundError:
+            continue
+    if not offline():
+        for filename in filenames:
+            try:
+                return hf_hub_download(hub_id, filename)
+            except Exception:  # try the other file name, then report
+                continue
+    raise FileNotFoundError(
+        f"the weights of open_clip {name}/{tag} are not in the local cache and cannot be "
+        f"downloaded here. On a connected machine run `huggingface-cli download {hub_id}` and "
+        "copy the cache (~/.cache/huggingface/hub) here, or pass the checkpoint file's path "
+        "as the pretrained argument"
+    )
+
+
+def offline() -> bool:
+    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE=1``)."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
