@@ -124,6 +124,6 @@ def evaluate_lm(lm_dir: str | Path, seed: int, batches: int = 8) -> dict[str, fl
         for ids, _ in zip(stream, range(batches), strict=False)
     ]
     return {
-        "heldout_perplexity": float(math.exp(np.mean(losses))),
+        "heldout_perplexity": round(float(math.exp(np.mean(losses))), 4),
         "heldout_tokens": batches * 16 * 128,
     }
