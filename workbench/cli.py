@@ -20,9 +20,8 @@ def list_components(
     kind: Annotated[str | None, typer.Argument(help="Only this kind, e.g. 'lm'.")] = None,
 ) -> None:
     """Lists every registered component kind and its names."""
-    import workbench.data.filters
-    import workbench.data.mixture
-    import workbench.model  # noqa: F401  (these imports register the components)
+    import workbench.model
+    import workbench.spec  # noqa: F401  (these imports register the components)
     from workbench.registry import REGISTRIES
 
     if kind is not None and kind not in REGISTRIES:

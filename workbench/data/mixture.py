@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import ClassVar, Protocol
 
 import numpy as np
 
@@ -61,7 +61,7 @@ class Paired:
     mmc4_batch_size: int = 32
     laion_loss_multiplier: float = 0.2
     mmc4_loss_multiplier: float = 1.0
-    sources: tuple[str, ...] = ("laion", "mmc4")
+    sources: ClassVar[tuple[str, ...]] = ("laion", "mmc4")
 
     def step(self, take: Take, ids: TokenIds, rng: np.random.Generator) -> list[Part]:
         del rng
@@ -80,7 +80,7 @@ class Sampled:
 
     batch_size: int = 32
     mmc4_probability: float = 0.5
-    sources: tuple[str, ...] = ("laion", "mmc4")
+    sources: ClassVar[tuple[str, ...]] = ("laion", "mmc4")
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.mmc4_probability <= 1.0:
@@ -95,7 +95,7 @@ class Sampled:
 @dataclass(frozen=True)
 class _Single:
     batch_size: int = 32
-    sources: tuple[str, ...] = ()
+    sources: ClassVar[tuple[str, ...]] = ()
 
     def step(self, take: Take, ids: TokenIds, rng: np.random.Generator) -> list[Part]:
         del rng
@@ -107,11 +107,11 @@ class _Single:
 @dataclass(frozen=True)
 class LaionOnly(_Single):
     batch_size: int = 64
-    sources: tuple[str, ...] = ("laion",)
+    sources: ClassVar[tuple[str, ...]] = ("laion",)
 
 
 @MIXTURES.register("mmc4_only")
 @dataclass(frozen=True)
 class MMC4Only(_Single):
     batch_size: int = 32
-    sources: tuple[str, ...] = ("mmc4",)
+    sources: ClassVar[tuple[str, ...]] = ("mmc4",)

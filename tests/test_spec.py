@@ -1,0 +1,93 @@
+"""RunSpec: typed overrides, flattening, canonical JSON and config ids; schedules."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from workbench.data.mixture import Paired, Sampled
+from workbench.spec import Choice, RunSpec, SpecError
+from workbench.train.optim import SCHEDULES, Constant, Cosine, Linear
+
+
+def test_flatten_gives_every_leaf_with_choices_by_name():
+    flat = RunSpec().flatten()
+    assert flat["model.xattn_every"] == 1
+    assert flat["data.mixture"] == "paired"
+    assert flat["data.mixture.laion_loss_multiplier"] == 0.2
+    assert flat["data.mmc4_filter.threshold"] == 0.24
+    assert flat["train.schedule"] == "constant" and flat["train.schedule.warmup_steps"] == 1875
+    assert flat["model.resampler_options.num_latents"] == 64
+    assert flat["eval.shots"] == [4]
+    assert "data.mixture.sources" not in flat  # a class constant, not an option
+
+
+def test_overrides_check_types_and_keep_the_rest():
+    base = RunSpec()
+    spec = base.override({"model.xattn_every": 2, "train.lr": 3e-4, "eval.shots": (0, 4)})
+    assert spec.model.xattn_every == 2 and spec.train.lr == 3e-4 and spec.eval.shots == (0, 4)
+    assert spec.data == base.data and base.model.xattn_every == 1  # frozen: base unchanged
+    # command-line strings parse for numbers, booleans, tuples and None
+    spec = base.override(
+        {"train.steps": "50", "train.lr": "1e-3", "model.only_attend_immediate": "false",
+         "eval.shots": "0,4,8", "model.vision_pretrained": "None"}
+    )  # fmt: skip
+    assert (spec.train.steps, spec.train.lr, spec.model.only_attend_immediate) == (50, 1e-3, False)
+    assert spec.eval.shots == (0, 4, 8) and spec.model.vision_pretrained is None
+    assert base.override({"train.lr": 1}).train.lr == 1.0  # an int is a fine float
+
+
+def test_switching_a_component_starts_from_its_defaults():
+    spec = RunSpec().override({"data.mixture": "sampled", "data.mixture.mmc4_probability": 0.3})
+    assert spec.data.mixture == Choice("mixture", "sampled", Sampled(mmc4_probability=0.3))
+    spec = RunSpec().override({"data.mixture.laion_batch_size": 8})
+    assert spec.data.mixture.options == Paired(laion_batch_size=8)
+    spec = RunSpec().override({"train.schedule": "cosine", "train.schedule.final_fraction": 0.1})
+    assert spec.train.schedule.options == Cosine(final_fraction=0.1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"model.xattn_evry": 2}, "unknown key 'model.xattn_evry'. Did you mean xattn_every"),
+        ({"model.xattn_every": 1.5}, "model.xattn_every: expected int, got 1.5"),
+        ({"model.xattn_every": True}, "expected int"),
+        ({"train.precision": "fp16"}, r"not one of \['fp32', 'bf16'\]"),
+        ({"data.mixture": "interleaved"}, r"unknown mixture 'interleaved'; valid: \['laion_only'"),
+        ({"data.mixture.mmc4_probability": 0.3}, "unknown key 'data.mixture.mmc4_probability'"),
+        ({"model.special_embeddings": "learned"}, r"valid: \['frozen', 'trainable'\]"),
+        ({"train.steps": "many"}, "expected int"),
+        ({"nothing": 1}, "Valid keys here: data.laion"),
+    ],
+)
+def test_bad_overrides_name_what_is_valid(changes, message):
+    with pytest.raises(SpecError, match=message):
+        RunSpec().override(changes)
+
+
+def test_canonical_json_round_trips_and_config_id_ignores_the_seed():
+    spec = RunSpec(name="demo").override(
+        {"data.mixture": "sampled", "data.mixture.mmc4_probability": 0.25, "eval.shots": (0, 8)}
+    )
+    assert RunSpec.from_json(spec.to_json()) == spec
+    assert spec.to_json() == RunSpec.from_json(spec.to_json()).to_json()
+    assert len(spec.config_id) == 10
+    assert spec.override({"train.seed": 3}).config_id == spec.config_id
+    assert spec.override({"model.xattn_every": 2}).config_id != spec.config_id
+    assert set(RunSpec().flatten()) <= set(spec.flatten()) | {"data.mixture.laion_batch_size",
+        "data.mixture.mmc4_batch_size", "data.mixture.laion_loss_multiplier",
+        "data.mixture.mmc4_loss_multiplier"}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SCHEDULES.names())
+def test_schedules_warm_up_then_follow_their_shape(name):
+    schedule = SCHEDULES.get(name)(warmup_steps=10)
+    factors = [schedule(step, 100) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and factors[9] == pytest.approx(1.0)
+    assert all(0.0 <= f <= 1.0 for f in factors)
+    if isinstance(schedule, Constant):
+        assert factors[10:] == [1.0] * 90
+    if isinstance(schedule, Linear | Cosine):
+        assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.05
+        assert all(a >= b for a, b in itertools.pairwise(factors[10:]))

@@ -1,0 +1,1 @@
+"""Training: optimizer and schedules (the loop, parallelism and checkpoints come next)."""

@@ -1,0 +1,67 @@
+"""The ``schedule`` component: learning-rate factor as a function of the optimizer step.
+
+Steps count optimizer updates, not micro-batches (the reference's linear and cosine schedules
+counted micro-batches, so gradient accumulation stretched them).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol
+
+from workbench.registry import Registry
+
+
+class Schedule(Protocol):
+    def __call__(self, step: int, total_steps: int) -> float:
+        """The factor multiplying the base learning rate at optimizer step ``step`` (from 0)."""
+        ...
+
+
+SCHEDULES: Registry[type[Schedule]] = Registry("schedule")
+
+
+def _warmup(step: int, warmup_steps: int) -> float:
+    return min(1.0, (step + 1) / warmup_steps) if warmup_steps > 0 else 1.0
+
+
+@SCHEDULES.register("constant")
+@dataclass(frozen=True)
+class Constant:
+    """Linear warmup, then constant (the reference's default; it warms up over 1,875 steps)."""
+
+    warmup_steps: int = 1875
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        return _warmup(step, self.warmup_steps)
+
+
+@SCHEDULES.register("linear")
+@dataclass(frozen=True)
+class Linear:
+    """Linear warmup, then linear decay to 0 at ``total_steps``."""
+
+    warmup_steps: int = 1875
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        if step < self.warmup_steps:
+            return _warmup(step, self.warmup_steps)
+        remaining = max(total_steps - self.warmup_steps, 1)
+        return max(0.0, 1.0 - (step - self.warmup_steps) / remaining)
+
+
+@SCHEDULES.register("cosine")
+@dataclass(frozen=True)
+class Cosine:
+    """Linear warmup, then cosine decay to ``final_fraction`` of the base rate."""
+
+    warmup_steps: int = 1875
+    final_fraction: float = 0.0
+
+    def __call__(self, step: int, total_steps: int) -> float:
+        if step < self.warmup_steps:
+            return _warmup(step, self.warmup_steps)
+        progress = min((step - self.warmup_steps) / max(total_steps - self.warmup_steps, 1), 1.0)
+        cosine = 0.5 * (1 + math.cos(math.pi * progress))
+        return self.final_fraction + (1 - self.final_fraction) * cosine
