@@ -91,3 +91,25 @@ def test_schedules_warm_up_then_follow_their_shape(name):
     if isinstance(schedule, Linear | Cosine):
         assert factors[10] == pytest.approx(1.0) and factors[-1] < 0.05
         assert all(a >= b for a, b in itertools.pairwise(factors[10:]))
+
+
+def test_weight_decay_applies_to_cross_attention_only(tiny_lm_dirs):
+    from helpers import build
+
+    from workbench.train.optim import build_optimizer
+
+    model, _ = build(tiny_lm_dirs["llama"], xattn_every=2)
+    optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1)
+    decay, no_decay = optimizer.param_groups
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert all(".xattn." in names[id(p)] for p in decay["params"])
+    assert any(names[id(p)].endswith("attn_gate") for p in decay["params"])  # gates decay too
+    assert {names[id(p)].split(".")[0] for p in no_decay["params"]} == {"resampler", "lang_model"}
+    assert all(
+        names[id(p)].endswith(".special")
+        for p in no_decay["params"]
+        if "lang_model" in names[id(p)]
+    )
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    assert {id(p) for g in optimizer.param_groups for p in g["params"]} == trainable

@@ -1,4 +1,4 @@
-"""The ``schedule`` component: learning-rate factor as a function of the optimizer step.
+"""Optimizer groups, and the ``schedule`` component: learning-rate factor by optimizer step.
 
 Steps count optimizer updates, not micro-batches (the reference's linear and cosine schedules
 counted micro-batches, so gradient accumulation stretched them).
@@ -9,6 +9,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Protocol
+
+import torch
 
 from workbench.registry import Registry
 
@@ -65,3 +67,25 @@ class Cosine:
         progress = min((step - self.warmup_steps) / max(total_steps - self.warmup_steps, 1), 1.0)
         cosine = 0.5 * (1 + math.cos(math.pi * progress))
         return self.final_fraction + (1 - self.final_fraction) * cosine
+
+
+def parameter_groups(
+    model: torch.nn.Module, weight_decay: float
+) -> list[dict[str, list[torch.nn.Parameter] | float]]:
+    """AdamW groups as the reference: weight decay on the cross-attention blocks only (gates
+    included), none on the resampler or special-token rows. Frozen parameters are left out, so
+    the optimizer never holds a backbone weight."""
+    decay: list[torch.nn.Parameter] = []
+    no_decay: list[torch.nn.Parameter] = []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (decay if ".xattn." in f".{name}" else no_decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters (the reference's betas and eps)."""
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)  # type: ignore[arg-type]
