@@ -88,4 +88,4 @@ def parameter_groups(
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW over the trainable parameters (the reference's betas and eps)."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)  # type: ignore[arg-type]
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)
