@@ -11,7 +11,7 @@ import dataclasses
 import json
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -216,7 +216,3 @@ def clip_similarity(clip_dir: str | Path) -> Callable[[list[Image.Image], list[s
         ).numpy()
 
     return similarity
-
-
-def recipe_dict(recipe: ClipRecipe) -> dict[str, Any]:
-    return asdict(recipe)

@@ -157,7 +157,7 @@ class _Reader:
         self.counts: Counter[str] = Counter()
         self.skipped: Counter[str] = Counter()
         self.valid: Counter[str] = Counter()
-        self.first_shard = {name: stream.position.shard for name, stream in streams.items()}
+        self.read: dict[str, set[str]] = {name: set() for name in streams}  # finished shards
 
     def state(self, steps: int) -> dict[str, Any]:
         return {**{name: p.to_dict() for name, p in self.positions.items()}, "steps": steps}
@@ -169,6 +169,8 @@ class _Reader:
     def take(self, name: str) -> Example:
         stream = self.streams[name]
         for item, position in self.iterators[name]:
+            for finished in range(self.positions[name].shard, position.shard):
+                self.read[name].add(stream.shard_at(finished))  # type: ignore[arg-type]
             self.positions[name] = position
             try:
                 if isinstance(item, BadRecord):
@@ -194,13 +196,10 @@ class _Reader:
         stream to spin on forever."""
         if self.valid[name]:
             return
-        stream = self.streams[name]
-        own = stream.own_shards()
-        finished = range(self.first_shard[name], self.positions[name].shard)
-        read = {stream.shard_at(i) for i in finished}
+        own = self.streams[name].own_shards()
         if exhausted and not own:
             return  # more workers than shards: this one simply has none
-        if exhausted or read >= set(own):
+        if exhausted or self.read[name] >= set(own):
             counts = {k: v for k, v in self.skipped.items() if k.startswith(f"{name}/")}
             raise RuntimeError(
                 f"{name}: no valid record in shards {sorted(own)[:5]}"

@@ -11,6 +11,7 @@ special-token rows are split out of, or merged back into, the full embedding mat
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,6 +54,7 @@ _REFERENCE_ALIASES = [
 ]
 
 
+@functools.cache  # a state dict renames thousands of keys against the same few rules
 def _compile(template: str, layers_path: str) -> re.Pattern[str]:
     pattern = re.escape(template.replace("{L}", layers_path))
     pattern = pattern.replace(r"\{i\}", r"(?P<i>\d+)").replace(r"\{rest\}", r"(?P<rest>.+)")

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 from transformers import PreTrainedModel
 
-from workbench.model.xattn import GatedCrossAttentionBlock
+from workbench.model.xattn import GatedCrossAttentionBlock, text_time
 from workbench.registry import Registry
 
 
@@ -107,11 +107,9 @@ class MediaContext:
                     f"{self.media.shape[0]} image rows"
                 )
             self.media = self.media.repeat_interleave(repeats, dim=0)
-        times = media_locations.long().cumsum(dim=-1)
-        if continues:
-            if self.seen is None or self.seen.shape[0] != media_locations.shape[0]:
-                raise ValueError("a cached LM call without a matching previous call in this scope")
-            times = times + self.seen[:, None]
+        if continues and (self.seen is None or self.seen.shape[0] != media_locations.shape[0]):
+            raise ValueError("a cached LM call without a matching previous call in this scope")
+        times = text_time(media_locations, self.seen if continues else None)
         self.times = times
         self.seen = times[:, -1]
 
