@@ -75,6 +75,9 @@ def test_canonical_json_round_trips_and_config_id_ignores_the_seed():
     assert len(spec.config_id) == 10
     assert spec.override({"train.seed": 3}).config_id == spec.config_id
     assert spec.override({"model.xattn_every": 2}).config_id != spec.config_id
+    how = {"train.strategy": "fsdp", "train.log_every": 1, "train.activation_checkpointing": True}
+    assert spec.override(how).config_id == spec.config_id  # how it runs, not what it computes
+    assert spec.override({"train.precision": "bf16"}).config_id != spec.config_id
     assert set(RunSpec().flatten()) <= set(spec.flatten()) | {"data.mixture.laion_batch_size",
         "data.mixture.mmc4_batch_size", "data.mixture.laion_loss_multiplier",
         "data.mixture.mmc4_loss_multiplier"}  # fmt: skip

@@ -28,6 +28,18 @@ from workbench.data.mmc4 import MMC4Options
 from workbench.model.resampler import ResamplerOptions
 from workbench.registry import REGISTRIES
 
+# How a run executes, not what it computes: the training loop makes results independent of the
+# number of processes, and recomputing activations or saving more often changes no number.
+EXECUTION_KEYS = frozenset(
+    {
+        "train.strategy",
+        "train.activation_checkpointing",
+        "train.checkpoint_every",
+        "train.keep_checkpoints",
+        "train.log_every",
+    }
+)
+
 
 class SpecError(ValueError):
     """An unknown key, a value of the wrong type, or an unknown component name."""
@@ -136,8 +148,11 @@ class RunSpec:
 
     @property
     def config_id(self) -> str:
-        """10 hex digits of the canonical JSON without ``train.seed``."""
-        flat = {k: v for k, v in self.flatten().items() if k != "train.seed"}
+        """10 hex digits of the canonical JSON without the seed and the keys that change how a
+        run executes but not what it computes (:data:`EXECUTION_KEYS`)."""
+        flat = {
+            k: v for k, v in self.flatten().items() if k != "train.seed" and k not in EXECUTION_KEYS
+        }
         canonical = json.dumps(flat, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

@@ -65,14 +65,20 @@ def recipe_for(size: str, seed: int) -> dict[str, Any]:
     }
 
 
+def backbones_root(cache_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Where :func:`build_shapes_backbones` keeps (or will keep) this recipe's backbones."""
+    recipe = recipe_for(size, seed)
+    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
+    return Path(cache_dir) / f"shapes-{size}-{key}"
+
+
 def build_shapes_backbones(
     cache_dir: str | Path, size: str = "tiny", seed: int = 0, show_progress: bool = True
 ) -> ShapesBackbones:
     """Builds the shapes CLIP and LM for ``size`` ("tiny" or "small"), or returns the cached
     ones. Writes ``recipe.json`` and ``quality.json`` beside the weights."""
     recipe = recipe_for(size, seed)
-    key = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:12]
-    root = Path(cache_dir) / f"shapes-{size}-{key}"
+    root = backbones_root(cache_dir, size, seed)
     if (root / "quality.json").exists():  # written last: a complete build
         return _located(root, size)
     clip_recipe, lm_recipe = SIZES[size]
@@ -114,11 +120,74 @@ def _clip_name(size: str) -> str:
 
 def _located(root: Path, size: str) -> ShapesBackbones:
     name = _clip_name(size)
+    quality = root / "quality.json"
     return ShapesBackbones(
         root=root,
         vision=name,
         vision_config=root / "clip" / f"{name}.json",
         vision_checkpoint=root / "clip" / "open_clip_pytorch_model.bin",
         lm=root / "lm",
-        quality=json.loads((root / "quality.json").read_text()),
+        quality=json.loads(quality.read_text()) if quality.exists() else {},
     )
+
+
+# --- the shapes world and backbones of an experiment ---------------------------------------------
+
+#: World sizes of the shapes experiments: image-text pairs, documents, evaluation items.
+WORLDS: dict[str, dict[str, int]] = {
+    "tiny": {"n_pairs": 4000, "n_docs": 2000, "n_eval": 200},
+    "small": {"n_pairs": 20000, "n_docs": 10000, "n_eval": 500},
+}
+
+
+@dataclass(frozen=True)
+class ShapesSetup:
+    """Where a shapes experiment's data and backbones live under the workbench home."""
+
+    world: Path
+    laion: str  # brace patterns of the shards
+    mmc4: str
+    backbones: ShapesBackbones
+
+    @property
+    def ready(self) -> bool:
+        built = (self.backbones.root / "quality.json").exists()
+        return built and (self.world / "COMPLETE").exists()
+
+
+def shapes_setup(home: str | Path, size: str = "tiny", seed: int = 0) -> ShapesSetup:
+    """The paths of a shapes experiment (nothing is built: see :func:`prepare_shapes`)."""
+    if size not in WORLDS:
+        raise ValueError(f"unknown shapes size {size!r}; choose from {sorted(WORLDS)}")
+    sizes = WORLDS[size]
+    world = (
+        Path(home) / "shapes" / f"world-{sizes['n_pairs']}-{sizes['n_docs']}-seed{seed}"
+        f"-v{WORLD_VERSION}"
+    )
+    per_shard = _PER_SHARD
+    laion_shards = -(-sizes["n_pairs"] // per_shard)
+    mmc4_shards = -(-sizes["n_docs"] // per_shard)
+    return ShapesSetup(
+        world=world,
+        laion=f"{world}/laion/{{{0:09d}..{laion_shards - 1:09d}}}.tar",
+        mmc4=f"{world}/mmc4/{{{0:09d}..{mmc4_shards - 1:09d}}}.tar",
+        backbones=_located(backbones_root(Path(home) / "backbones", size, seed), size),
+    )
+
+
+_PER_SHARD = 250
+
+
+def prepare_shapes(
+    home: str | Path, size: str = "tiny", seed: int = 0, show_progress: bool = True
+) -> ShapesSetup:
+    """Writes the shapes world and builds the backbones of ``size`` unless already there."""
+    from workbench.data.shapes import write_shapes_world
+
+    setup = shapes_setup(home, size, seed)
+    if not (setup.world / "COMPLETE").exists():
+        shutil.rmtree(setup.world, ignore_errors=True)
+        write_shapes_world(setup.world, seed=seed, per_shard=_PER_SHARD, **WORLDS[size])
+        (setup.world / "COMPLETE").touch()
+    build_shapes_backbones(Path(home) / "backbones", size, seed, show_progress)
+    return shapes_setup(home, size, seed)

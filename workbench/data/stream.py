@@ -14,8 +14,9 @@ skips j records, which reproduces the stream exactly without storing any buffer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import braceexpand
@@ -37,6 +38,26 @@ def expand_shards(spec: str | list[str]) -> list[str]:
     """Shard paths from a brace pattern (``data/{000000..000099}.tar``) or a list of them."""
     patterns = [spec] if isinstance(spec, str) else list(spec)
     return [path for pattern in patterns for path in braceexpand.braceexpand(pattern)]
+
+
+def shard_pattern(paths: Sequence[str | Path]) -> str:
+    """A brace pattern naming exactly ``paths`` (a range when they are numbered consecutively in
+    one directory, as :func:`~workbench.data.formats.write_shards` writes them)."""
+    if not paths:
+        raise ValueError("no shards")
+    items = [Path(p) for p in paths]
+    stems = [p.stem for p in items]
+    same_place = len({(p.parent, p.suffix, len(p.stem)) for p in items}) == 1
+    if same_place and all(s.isdigit() for s in stems):
+        numbers = [int(s) for s in stems]
+        if numbers == list(range(numbers[0], numbers[0] + len(numbers))):
+            first, last = stems[0], stems[-1]
+            if len(items) == 1:
+                return str(items[0])
+            return f"{items[0].parent}/{{{first}..{last}}}{items[0].suffix}"
+    if any(c in str(p) for p in items for c in "{},"):
+        raise ValueError("shard paths with braces or commas cannot form one pattern")
+    return "{" + ",".join(str(p) for p in items) + "}"
 
 
 class ShardStream:

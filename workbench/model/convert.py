@@ -1,12 +1,12 @@
 """Weights in the reference OpenFlamingo layout (``checkpoint.pt`` of a released model, or the
 ``state_dict()`` of an ``open_flamingo`` model) to and from the workbench model.
 
-Key names differ in four places: the resampler (``perceiver.layers.i.0`` / ``.1.{0,1,3}`` vs
+Key names differ in three places: the resampler (``perceiver.layers.i.0`` / ``.1.{0,1,3}`` vs
 ``resampler.layers.i.attn`` / ``.ff.{norm,fc1,fc2}``), the cross-attention blocks (kept by the
 reference both on ``FlamingoLayer.gated_cross_attn_layer`` and in
-``lang_encoder.gated_cross_attn_layers``), the wrapped decoder layers (``decoder_layer`` and
-``old_decoder_blocks`` vs ``layer``), and the gates (shape (1,) vs scalar). The decoupled
-special-token rows are split out of, or merged back into, the full embedding matrices.
+``lang_encoder.gated_cross_attn_layers``) and the wrapped decoder layers (``decoder_layer`` and
+``old_decoder_blocks`` vs ``layer``). The decoupled special-token rows are split out of, or
+merged back into, the full embedding matrices.
 """
 
 from __future__ import annotations
@@ -163,8 +163,6 @@ def export_reference_state_dict(
         ref_key = _rename(key, inverse, layers_path)
         if ref_key is None:
             raise KeyError(f"no reference name for {key}")
-        if ref_key.endswith("_gate"):
-            value = value.reshape(1)
         out[ref_key] = value
     if not trainable_only:
         for key in list(out):

@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 from transformers import PreTrainedModel
 
 from workbench.model.xattn import GatedCrossAttentionBlock, text_time
@@ -129,6 +130,7 @@ class FlamingoDecoderLayer(nn.Module):
         self.xattn = xattn
         # A plain attribute, not a submodule: one context is shared by every layer.
         object.__setattr__(self, "context", context)
+        self.checkpointing = False  # recompute this layer in backward (activation checkpointing)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -137,6 +139,7 @@ class FlamingoDecoderLayer(nn.Module):
             return getattr(self._modules["layer"], name)
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        media = times = None
         if self.xattn is not None:
             ctx = self.context
             if not ctx.active or ctx.media is None or ctx.times is None:
@@ -144,5 +147,24 @@ class FlamingoDecoderLayer(nn.Module):
                     "cross-attention layer called outside a media scope: call the Flamingo "
                     "model (forward/generate/score), not its language model directly"
                 )
-            hidden_states = self.xattn(hidden_states, ctx.media.to(hidden_states.dtype), ctx.times)
+            media, times = ctx.media.to(hidden_states.dtype), ctx.times
+        if self.checkpointing and torch.is_grad_enabled():
+            # media and times are arguments, so the recomputation in backward (after the media
+            # scope has closed) sees the same ones
+            return checkpoint(
+                self._forward, hidden_states, media, times, *args, use_reentrant=False, **kwargs
+            )
+        return self._forward(hidden_states, media, times, *args, **kwargs)
+
+    def _forward(
+        self,
+        hidden_states: torch.Tensor,
+        media: torch.Tensor | None,
+        times: torch.Tensor | None,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        if self.xattn is not None:
+            assert media is not None and times is not None
+            hidden_states = self.xattn(hidden_states, media, times)
         return self.layer(hidden_states, *args, **kwargs)

@@ -94,9 +94,9 @@ class GatedCrossAttentionBlock(nn.Module):
     ) -> None:
         super().__init__()
         self.attn = MaskedCrossAttention(dim, dim_visual, heads, dim_head, only_immediate)
-        self.attn_gate = nn.Parameter(torch.zeros(()))
+        self.attn_gate = nn.Parameter(torch.zeros(1))
         self.ff = FeedForward(dim, ff_mult)
-        self.ff_gate = nn.Parameter(torch.zeros(()))
+        self.ff_gate = nn.Parameter(torch.zeros(1))
 
     def forward(self, x: torch.Tensor, media: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         x = x + self.attn(x, media, times) * self.attn_gate.tanh()

@@ -1,0 +1,45 @@
+"""``python -m workbench.train SPEC.json``: one rank of a run (what :func:`launch` starts under
+torchrun; also usable directly with ``torchrun -m workbench.train``)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from workbench.spec import RunSpec
+from workbench.train.loop import train
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m workbench.train", description=__doc__)
+    parser.add_argument("spec", type=Path, help="a RunSpec as JSON (RunSpec.to_json)")
+    parser.add_argument("--home", type=Path, default=None)
+    parser.add_argument("--tracking-uri", default=None)
+    parser.add_argument("--experiment", default=None)
+    parser.add_argument("--tag", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--resume", action="store_true")
+    parser.add_argument("--no-track", action="store_true")
+    parser.add_argument("--device", default=None)
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    tags = {}
+    for item in args.tag:
+        key, sep, value = item.partition("=")
+        if not sep:
+            parser.error(f"--tag expects KEY=VALUE, got {item!r}")
+        tags[key] = value
+    train(
+        RunSpec.from_json(args.spec.read_text()),
+        home=args.home,
+        tracking_uri=args.tracking_uri,
+        experiment=args.experiment,
+        tags=tags,
+        resume=args.resume,
+        track=not args.no_track,
+        device=args.device,
+        show_progress=not args.no_progress,
+    )
+
+
+if __name__ == "__main__":
+    main()
