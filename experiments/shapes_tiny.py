@@ -4,7 +4,7 @@ The reference's recipe at a toy scale: the paired LAION + MMC4 mixture with its 
 weights, cross-attention before every layer, trainable special tokens, the MMC4 similarity
 filter. Changed for the shapes world: no horizontal flips (captions say left/right), no minimum
 image size (the shapes PNGs are a few hundred bytes), a smaller resampler, and a higher learning
-rate with a short warmup, as the run is 300 steps instead of tens of thousands.
+rate with a short warmup, as the run is 500 steps instead of tens of thousands.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def spec(home: str | Path | None = None) -> RunSpec:
             "data.mmc4.hflip_prob": 0.0,
             "data.mmc4.min_image_bytes": 0,
             "data.mmc4.max_tokens": 128,
-            "train.steps": 300,
+            "train.steps": 500,
             "train.lr": 1e-3,
             "train.schedule.warmup_steps": 30,
             "train.checkpoint_every": 100,

@@ -21,3 +21,5 @@ def test_readme_examples_run(tmp_path, monkeypatch, capsys, shapes_backbones):
     assert len(list((tmp_path / "wb-runs" / "shapes" / "laion").glob("*.tar"))) == 8
     out = capsys.readouterr().out
     assert "Output:" in out and "zero_shot_shape_accuracy" in out
+    assert (tmp_path / "wb-runs" / "mlflow.db").exists()  # the training example ran, tracked
+    assert len(list((tmp_path / "wb-runs" / "runs").glob("shapes_tiny-*/result.json"))) == 1

@@ -20,7 +20,7 @@ from workbench.data.stream import expand_shards, shard_pattern
 from workbench.model import create_model_and_transforms
 from workbench.spec import RunSpec, SpecError
 from workbench.track import metric_history
-from workbench.train import loop, parallel, train
+from workbench.train import loop, run, train
 from workbench.train.checkpoint import completed
 
 
@@ -243,15 +243,17 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(world, tiny_lm_dirs,
 def test_two_processes_match_one(world, tiny_lm_dirs, tmp_path, strategy):
     spec = base_spec(world, tiny_lm_dirs["opt"], **{"train.steps": 10})
     single = train(spec, home=tmp_path / "one", track=False, show_progress=False)
-    spec_file = tmp_path / "spec.json"
-    spec_file.write_text(spec.override({"train.strategy": strategy}).to_json())
-    code = parallel.launch(
-        [str(spec_file), "--home", str(tmp_path / "two"), "--no-track", "--no-progress"],
+    two = run(
+        spec.override({"train.strategy": strategy}),
         nproc_per_node=2,
-    )
-    assert code == 0
-    two = loop.RunResult.from_json(
-        (loop.run_dir(spec, tmp_path / "two") / "result.json").read_text()
+        home=tmp_path / "two",
+        tags={"axis.strategy": strategy},
+        show_progress=False,
     )
     for key in ("loss", "loss/laion", "loss/mmc4", "grad_norm", "gate/attn/3"):
         assert two.curve(key) == pytest.approx(single.curve(key), abs=1e-4, nan_ok=True), key
+    logged = MlflowClient(f"sqlite:///{(tmp_path / 'two').resolve() / 'mlflow.db'}").get_run(
+        two.run_id
+    )
+    assert logged.data.tags["axis.strategy"] == strategy  # rank 0 tracked it
+    assert logged.data.params["train.strategy"] == strategy

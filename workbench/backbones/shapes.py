@@ -187,7 +187,15 @@ def prepare_shapes(
     setup = shapes_setup(home, size, seed)
     if not (setup.world / "COMPLETE").exists():
         shutil.rmtree(setup.world, ignore_errors=True)
-        write_shapes_world(setup.world, seed=seed, per_shard=_PER_SHARD, **WORLDS[size])
+        sizes = WORLDS[size]
+        write_shapes_world(
+            setup.world,
+            n_pairs=sizes["n_pairs"],
+            n_docs=sizes["n_docs"],
+            n_eval=sizes["n_eval"],
+            seed=seed,
+            per_shard=_PER_SHARD,
+        )
         (setup.world / "COMPLETE").touch()
     build_shapes_backbones(Path(home) / "backbones", size, seed, show_progress)
     return shapes_setup(home, size, seed)

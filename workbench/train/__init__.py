@@ -9,9 +9,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from workbench.train.loop import RunResult, home_dir, run_dir, train
+    from workbench.train.loop import RunResult, home_dir, run, run_dir, train
 
-__all__ = ["RunResult", "home_dir", "run_dir", "train"]
+__all__ = ["RunResult", "home_dir", "run", "run_dir", "train"]
 
 
 def __getattr__(name: str) -> Any:

@@ -144,6 +144,71 @@ def train(
         parallel.shutdown(where)
 
 
+def run(
+    spec: RunSpec,
+    *,
+    nproc_per_node: int = 1,
+    nnodes: int = 1,
+    node_rank: int | None = None,
+    rdzv_endpoint: str | None = None,
+    home: str | Path | None = None,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    tags: Mapping[str, Any] | None = None,
+    resume: bool = False,
+    track: bool = True,
+    show_progress: bool = True,
+) -> RunResult | None:
+    """Runs ``spec`` here (one process) or as a torchrun job of ``nnodes`` x ``nproc_per_node``
+    processes; the result comes back on the machine of rank 0 (None on the others).
+
+    The MLflow store and experiment are created before any worker starts.
+    """
+    if nproc_per_node == 1 and nnodes == 1:
+        return train(
+            spec,
+            home=home,
+            tracking_uri=tracking_uri,
+            experiment=experiment,
+            tags=tags,
+            resume=resume,
+            track=track,
+            show_progress=show_progress,
+        )
+    if spec.train.strategy == "single":
+        raise SpecError("several processes need train.strategy 'ddp' or 'fsdp', not 'single'")
+    _check(spec)
+    home = home_dir(home)
+    uri = tracking_uri or _default_uri(home)
+    if track:
+        from workbench import track as tracking
+
+        tracking.prepare(uri, experiment or spec.name, home)
+    where = run_dir(spec, home)
+    where.mkdir(parents=True, exist_ok=True)
+    spec_file = where / "launch-spec.json"
+    spec_file.write_text(spec.to_json())
+    (where / "result.json").unlink(missing_ok=True)
+    args = [str(spec_file), "--home", str(home), "--tracking-uri", uri]
+    args += ["--experiment", experiment or spec.name]
+    args += [f"--tag={k}={v}" for k, v in (tags or {}).items()]
+    args += ["--resume"] * resume + ["--no-track"] * (not track)
+    args += ["--no-progress"] * (not show_progress)
+    code = parallel.launch(
+        args,
+        nproc_per_node=nproc_per_node,
+        nnodes=nnodes,
+        node_rank=node_rank,
+        rdzv_endpoint=rdzv_endpoint,
+    )
+    if code != 0:
+        raise RuntimeError(
+            f"the training job failed (torchrun exit code {code}); see its log above"
+        )
+    result = where / "result.json"
+    return RunResult.from_json(result.read_text()) if result.exists() else None
+
+
 def _check(spec: RunSpec) -> None:
     if not spec.model.lm:
         raise SpecError("model.lm is required: a Hugging Face id or a local LM directory")
