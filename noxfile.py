@@ -1,7 +1,8 @@
 """Developer sessions. They run in the environment nox is installed in (the project's .venv):
 building a 5.6 GB torch environment per session would dwarf the sessions themselves.
 
-    nox -s tests          # the unit tests (CPU)
+    nox -s tests          # the unit tests (CPU; 2-process FSDP/DDP included)
+    nox -s smoke          # `wb quickstart` end to end at a reduced size, into a temporary home
     nox -s parity         # logits/generation parity with open-flamingo 2.0.1
     nox -s lint typecheck
 """
@@ -14,7 +15,7 @@ from pathlib import Path
 import nox
 
 nox.options.default_venv_backend = "none"
-nox.options.sessions = ["lint", "typecheck", "tests", "parity"]
+nox.options.sessions = ["lint", "typecheck", "tests", "smoke", "parity"]
 
 PYTHON = sys.executable  # the interpreter nox runs under: the project's environment
 # The reference's generate() works with transformers <= 5.17 and its metadata pins torch 2.0.1,
@@ -28,6 +29,18 @@ REFERENCE_PACKAGES = ["open-flamingo==2.0.1", "einops-exts==0.0.4", "einops==0.8
 @nox.session
 def tests(session: nox.Session) -> None:
     session.run(PYTHON, "-m", "pytest", *session.posargs)
+
+
+@nox.session
+def smoke(session: nox.Session) -> None:
+    """The README's main job, reduced to 5 steps per run (the backbones are built in full)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="wb-smoke-") as home:
+        session.run(
+            str(Path(PYTHON).with_name("wb")), "quickstart", "--steps", "5", "--home", home,
+            env={"HF_HUB_OFFLINE": "1"},
+        )  # fmt: skip
 
 
 @nox.session

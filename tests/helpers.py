@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from workbench.model import Flamingo, create_model_and_transforms
+from workbench.spec import RunSpec
 
 IMAGE_SIZE = 32  # wb-tiny-vit
 
@@ -34,3 +35,27 @@ def images(b: int, t: int, seed: int = 0) -> torch.Tensor:
 def encode(tokenizer, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     enc = tokenizer(texts, return_tensors="pt", padding=True)
     return enc.input_ids, enc.attention_mask
+
+
+def base_spec(world: dict[str, str], lm_dir: Path, **changes) -> RunSpec:
+    """A tiny run on the 32-pixel shapes world (the ``tiny_world`` fixture): random wb-tiny-vit,
+    a tiny random LM, 4 + 2 samples per step."""
+    return RunSpec(name="t").override(
+        {
+            "model.lm": str(lm_dir),
+            "model.resampler_options.depth": 1,
+            "data.laion_shards": world["laion"],
+            "data.mmc4_shards": world["mmc4"],
+            "data.mixture.laion_batch_size": 4,
+            "data.mixture.mmc4_batch_size": 2,
+            "data.mmc4.min_image_bytes": 0,
+            "data.mmc4.max_tokens": 64,
+            "data.mmc4.hflip_prob": 0.0,
+            "data.laion.hflip_prob": 0.0,
+            "data.mmc4_filter.threshold": 0.2,
+            "train.lr": 1e-3,
+            "train.schedule.warmup_steps": 2,
+            "train.log_every": 2,
+            **changes,
+        }
+    )

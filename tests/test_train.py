@@ -13,45 +13,15 @@ from pathlib import Path
 
 import pytest
 import torch
+from helpers import base_spec
 from mlflow.tracking import MlflowClient
 
-from workbench.data.shapes import write_shapes_world
 from workbench.data.stream import expand_shards, shard_pattern
 from workbench.model import create_model_and_transforms
 from workbench.spec import RunSpec, SpecError
 from workbench.track import metric_history
 from workbench.train import loop, run, train
 from workbench.train.checkpoint import completed
-
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory) -> dict[str, str]:
-    out = tmp_path_factory.mktemp("world")
-    shards = write_shapes_world(out, n_pairs=160, n_docs=120, n_eval=0, image_size=32, per_shard=40)
-    return {name: shard_pattern(paths) for name, paths in shards.items()}
-
-
-def base_spec(world, lm_dir: Path, **changes) -> RunSpec:
-    """A tiny run on the 32-pixel shapes world: random wb-tiny-vit, a tiny random LM."""
-    return RunSpec(name="t").override(
-        {
-            "model.lm": str(lm_dir),
-            "model.resampler_options.depth": 1,
-            "data.laion_shards": world["laion"],
-            "data.mmc4_shards": world["mmc4"],
-            "data.mixture.laion_batch_size": 4,
-            "data.mixture.mmc4_batch_size": 2,
-            "data.mmc4.min_image_bytes": 0,
-            "data.mmc4.max_tokens": 64,
-            "data.mmc4.hflip_prob": 0.0,
-            "data.laion.hflip_prob": 0.0,
-            "data.mmc4_filter.threshold": 0.2,
-            "train.lr": 1e-3,
-            "train.schedule.warmup_steps": 2,
-            "train.log_every": 2,
-            **changes,
-        }
-    )
 
 
 def test_shard_pattern_names_exactly_its_shards(tmp_path):
@@ -63,9 +33,9 @@ def test_shard_pattern_names_exactly_its_shards(tmp_path):
         shard_pattern([])
 
 
-def test_a_run_logs_params_metrics_tags_and_artifacts_to_mlflow(world, tiny_lm_dirs, tmp_path):
+def test_a_run_logs_params_metrics_tags_and_artifacts_to_mlflow(tiny_world, tiny_lm_dirs, tmp_path):
     spec = base_spec(
-        world, tiny_lm_dirs["llama"], **{"train.steps": 4, "train.checkpoint_every": 2}
+        tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 4, "train.checkpoint_every": 2}
     )
     result = train(spec, home=tmp_path, tags={"axis.xattn_every": 1}, show_progress=False)
 
@@ -106,9 +76,11 @@ def test_a_run_logs_params_metrics_tags_and_artifacts_to_mlflow(world, tiny_lm_d
 
 
 @pytest.mark.parametrize("special_embeddings", ["trainable", "frozen"])
-def test_frozen_parameters_stay_bit_identical(world, tiny_lm_dirs, tmp_path, special_embeddings):
+def test_frozen_parameters_stay_bit_identical(
+    tiny_world, tiny_lm_dirs, tmp_path, special_embeddings
+):
     spec = base_spec(
-        world,
+        tiny_world,
         tiny_lm_dirs["opt"],  # tied input/output embeddings
         **{"train.steps": 3, "model.special_embeddings": special_embeddings},
     )
@@ -129,7 +101,9 @@ def test_frozen_parameters_stay_bit_identical(world, tiny_lm_dirs, tmp_path, spe
     assert bool(special) == (special_embeddings == "trainable")
 
 
-def test_a_nonfinite_loss_skips_the_step_and_is_counted(world, tiny_lm_dirs, tmp_path, monkeypatch):
+def test_a_nonfinite_loss_skips_the_step_and_is_counted(
+    tiny_world, tiny_lm_dirs, tmp_path, monkeypatch
+):
     calls = {"n": 0}
     real = loop._token_loss_sum
 
@@ -139,7 +113,7 @@ def test_a_nonfinite_loss_skips_the_step_and_is_counted(world, tiny_lm_dirs, tmp
         return loss * math.nan if calls["n"] == 3 else loss  # the first part of step 2
 
     monkeypatch.setattr(loop, "_token_loss_sum", poisoned)
-    spec = base_spec(world, tiny_lm_dirs["llama"], **{"train.steps": 3})
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 3})
     result = train(spec, home=tmp_path, track=False, show_progress=False)
     assert [h["skipped"] for h in result.history] == [0.0, 1.0, 0.0]
     assert result.history[-1]["nonfinite_steps"] == 1.0
@@ -147,8 +121,8 @@ def test_a_nonfinite_loss_skips_the_step_and_is_counted(world, tiny_lm_dirs, tmp
     assert all(torch.isfinite(p).all() for p in result.model.parameters())
 
 
-def test_activation_checkpointing_and_accumulation(world, tiny_lm_dirs, tmp_path):
-    spec = base_spec(world, tiny_lm_dirs["llama"], **{"train.steps": 3})
+def test_activation_checkpointing_and_accumulation(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 3})
     plain = train(spec, home=tmp_path / "a", track=False, show_progress=False)
     recomputed = train(
         spec.override({"train.activation_checkpointing": True}),
@@ -169,8 +143,10 @@ def test_activation_checkpointing_and_accumulation(world, tiny_lm_dirs, tmp_path
     assert accumulated.history[0]["throughput/samples_per_s"] > 0
 
 
-def test_bf16_autocast_runs_on_cpu(world, tiny_lm_dirs, tmp_path):
-    spec = base_spec(world, tiny_lm_dirs["llama"], **{"train.steps": 2, "train.precision": "bf16"})
+def test_bf16_autocast_runs_on_cpu(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2, "train.precision": "bf16"}
+    )
     result = train(spec, home=tmp_path, track=False, show_progress=False)
     assert all(math.isfinite(h["loss"]) for h in result.history)
 
@@ -184,8 +160,8 @@ def test_bf16_autocast_runs_on_cpu(world, tiny_lm_dirs, tmp_path):
         ({"train.keep_checkpoints": 0}, "keep_checkpoints"),
     ],
 )
-def test_bad_specs_fail_before_training(world, tiny_lm_dirs, tmp_path, changes, message):
-    spec = base_spec(world, tiny_lm_dirs["llama"], **{"train.steps": 2}).override(changes)
+def test_bad_specs_fail_before_training(tiny_world, tiny_lm_dirs, tmp_path, changes, message):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2}).override(changes)
     with pytest.raises(SpecError, match=message):
         train(spec, home=tmp_path, track=False, show_progress=False)
 
@@ -205,9 +181,9 @@ def _run_in_subprocess(spec: RunSpec, home: Path, *args: str) -> subprocess.Pope
 
 
 @pytest.mark.slow
-def test_a_run_killed_at_step_30_resumes_to_the_same_losses(world, tiny_lm_dirs, tmp_path):
+def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_dirs, tmp_path):
     spec = base_spec(
-        world, tiny_lm_dirs["llama"], **{"train.steps": 60, "train.checkpoint_every": 10}
+        tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 60, "train.checkpoint_every": 10}
     )
     home = tmp_path / "killed"
     child = _run_in_subprocess(spec, home, "--no-progress")
@@ -240,8 +216,8 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(world, tiny_lm_dirs,
 
 @pytest.mark.distributed
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
-def test_two_processes_match_one(world, tiny_lm_dirs, tmp_path, strategy):
-    spec = base_spec(world, tiny_lm_dirs["opt"], **{"train.steps": 10})
+def test_two_processes_match_one(tiny_world, tiny_lm_dirs, tmp_path, strategy):
+    spec = base_spec(tiny_world, tiny_lm_dirs["opt"], **{"train.steps": 10})
     single = train(spec, home=tmp_path / "one", track=False, show_progress=False)
     two = run(
         spec.override({"train.strategy": strategy}),

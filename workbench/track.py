@@ -11,6 +11,7 @@ costs the training loop a dictionary append, not a database round trip.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -26,6 +27,14 @@ _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000
 
 logging.getLogger("alembic").setLevel(logging.WARNING)
+logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+# an unreachable server should fail in seconds, not after minutes of retries
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
+
+
+class TrackingError(RuntimeError):
+    """The tracking store cannot be reached or used."""
 
 
 def default_uri(home: Path) -> str:
@@ -40,7 +49,13 @@ def prepare(uri: str, experiment: str, home: Path | None = None) -> str:
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(uri)
-    found = client.get_experiment_by_name(experiment)
+    try:
+        found = client.get_experiment_by_name(experiment)
+    except Exception as err:  # connection refused, bad URI, unreadable database
+        raise TrackingError(
+            f"cannot use the MLflow tracking store {uri}: {str(err).splitlines()[0][:200]}. "
+            "Start the server, fix --tracking-uri, or leave it out for the local SQLite store"
+        ) from None
     if found is not None:
         return str(found.experiment_id)
     location = (home.resolve() / "artifacts" / experiment).as_uri() if home is not None else None
@@ -195,3 +210,35 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
         if m.step not in values or m.timestamp >= values[m.step][0]:
             values[m.step] = (m.timestamp, m.value)
     return [(step, values[step][1]) for step in sorted(values)]
+
+
+def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[dict[str, Any]]:
+    """Every run of ``experiment`` as plain data (run_id, name, status, params, tags, metrics);
+    an unknown experiment gives no runs."""
+    client = MlflowClient(uri)
+    found = client.get_experiment_by_name(experiment)
+    if found is None:
+        return []
+    runs: list[dict[str, Any]] = []
+    token = None
+    query = "attributes.status = 'FINISHED'" if finished_only else ""
+    while True:
+        page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
+        for run in page:
+            runs.append(
+                {
+                    "run_id": run.info.run_id,
+                    "run_name": run.info.run_name,
+                    "status": run.info.status,
+                    "params": dict(run.data.params),
+                    "tags": dict(run.data.tags),
+                    "metrics": dict(run.data.metrics),
+                }
+            )
+        token = page.token
+        if not token:
+            return runs
+
+
+def experiment_names(uri: str) -> list[str]:
+    return sorted(e.name for e in MlflowClient(uri).search_experiments())

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     PreTrainedModel,
@@ -81,6 +82,24 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     if tok.pad_token is None:
         tok.add_special_tokens({"pad_token": PAD_TOKEN})
     return tok
+
+
+def lm_layer_count(name_or_path: str) -> int | None:
+    """The LM's decoder-layer count from its config alone; None when the config is not at hand
+    (an uncached hub id offline)."""
+    if not name_or_path:
+        return None
+    try:
+        config = AutoConfig.from_pretrained(
+            name_or_path, local_files_only=Path(name_or_path).exists() or offline()
+        )
+    except (OSError, ValueError):
+        return None
+    for attribute in ("num_hidden_layers", "n_layers", "n_layer", "num_layers"):
+        count = getattr(config, attribute, None)
+        if isinstance(count, int):
+            return count
+    return None
 
 
 def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> PreTrainedModel:

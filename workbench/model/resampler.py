@@ -100,6 +100,8 @@ class PerceiverBlock(nn.Module):
 class PerceiverResampler(nn.Module):
     """Maps (N_img, V, D) patch tokens to (N_img, num_latents, D) visual tokens."""
 
+    options_type = ResamplerOptions
+
     def __init__(self, dim: int, options: ResamplerOptions = ResamplerOptions()) -> None:
         super().__init__()
         self.options = options

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+import socket
+import urllib.parse
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -135,7 +138,19 @@ def cached_open_clip_weights(name: str, tag: str) -> str:
 
 
 def offline() -> bool:
-    """True when the Hugging Face hub must not be contacted (``HF_HUB_OFFLINE=1``)."""
+    """True when the Hugging Face hub must not be contacted: ``HF_HUB_OFFLINE=1``, or its host
+    does not resolve or answer within 3 s (probed once per process, so a machine without a
+    network fails at once instead of after minutes of download retries)."""
     from huggingface_hub import constants
 
-    return bool(constants.HF_HUB_OFFLINE)
+    return bool(constants.HF_HUB_OFFLINE) or _hub_unreachable(constants.ENDPOINT)
+
+
+@functools.cache
+def _hub_unreachable(endpoint: str) -> bool:
+    host = urllib.parse.urlparse(endpoint).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=3).close()
+    except OSError:
+        return True
+    return False

@@ -164,6 +164,13 @@ def run(
 
     The MLflow store and experiment are created before any worker starts.
     """
+    _check(spec)
+    home = home_dir(home)
+    uri = tracking_uri or _default_uri(home)
+    if track:  # before any worker starts (and before anything slow: an unreachable store fails)
+        from workbench import track as tracking
+
+        tracking.prepare(uri, experiment or spec.name, home)
     if nproc_per_node == 1 and nnodes == 1:
         return train(
             spec,
@@ -177,13 +184,6 @@ def run(
         )
     if spec.train.strategy == "single":
         raise SpecError("several processes need train.strategy 'ddp' or 'fsdp', not 'single'")
-    _check(spec)
-    home = home_dir(home)
-    uri = tracking_uri or _default_uri(home)
-    if track:
-        from workbench import track as tracking
-
-        tracking.prepare(uri, experiment or spec.name, home)
     where = run_dir(spec, home)
     where.mkdir(parents=True, exist_ok=True)
     spec_file = where / "launch-spec.json"
@@ -218,6 +218,18 @@ def _check(spec: RunSpec) -> None:
         raise SpecError("train.checkpoint_every must be >= 0 and train.keep_checkpoints >= 1")
     if spec.eval.every:
         raise SpecError("eval.every > 0: evaluation during training is not built yet; use 0")
+    d = spec.data
+    shards = {"laion": d.laion_shards, "mmc4": d.mmc4_shards}
+    missing = [s for s in d.mixture.options.sources if not shards[s]]
+    if missing:
+        keys = " and ".join(f"data.{s}_shards" for s in missing)
+        raise SpecError(f"mixture {d.mixture.name!r} reads {missing}: set {keys} (brace patterns)")
+    for source in d.mixture.options.sources:
+        absent = [p for p in expand_shards(shards[source]) if not Path(p).exists()]
+        if absent:
+            raise SpecError(
+                f"data.{source}_shards: {len(absent)} shards do not exist, e.g. {absent[0]}"
+            )
 
 
 class _Run:
@@ -274,10 +286,6 @@ class _Run:
             name: expand_shards(pattern) if pattern else []
             for name, pattern in (("laion", d.laion_shards), ("mmc4", d.mmc4_shards))
         }
-        missing = [s for s in mixture.sources if not shards[s]]
-        if missing:
-            keys = ", ".join(f"data.{s}_shards" for s in missing)
-            raise SpecError(f"mixture {d.mixture.name!r} reads {missing}: set {keys}")
         dataset = MixtureDataset(
             mixture,
             {name: sources[name] for name in mixture.sources},
