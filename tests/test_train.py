@@ -156,7 +156,9 @@ def test_bf16_autocast_runs_on_cpu(tiny_world, tiny_lm_dirs, tmp_path):
     [
         ({"model.lm": ""}, "model.lm is required"),
         ({"data.laion_shards": ""}, "set data.laion_shards"),
-        ({"eval.every": 5}, "not built yet"),
+        ({"eval.every": 5}, "needs eval.tasks and eval.data"),
+        ({"eval.every": 5, "eval.tasks": "vqa", "eval.data": "/nowhere"}, "not a directory"),
+        ({"eval.every": 5, "eval.tasks": "vqq", "eval.data": "/"}, "unknown \\['vqq'\\]"),
         ({"train.keep_checkpoints": 0}, "keep_checkpoints"),
     ],
 )
@@ -217,7 +219,11 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_
 @pytest.mark.distributed
 @pytest.mark.parametrize("strategy", ["fsdp", "ddp"])
 def test_two_processes_match_one(tiny_world, tiny_lm_dirs, tmp_path, strategy):
-    spec = base_spec(tiny_world, tiny_lm_dirs["opt"], **{"train.steps": 10})
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["opt"],
+        **{"train.steps": 10, "eval.every": 5, "eval.data": tiny_world["eval"],
+           "eval.tasks": "vqa,classification_shape", "eval.shots": "0,2", "eval.subset": 5},
+    )  # fmt: skip
     single = train(spec, home=tmp_path / "one", track=False, show_progress=False)
     two = run(
         spec.override({"train.strategy": strategy}),
@@ -228,6 +234,11 @@ def test_two_processes_match_one(tiny_world, tiny_lm_dirs, tmp_path, strategy):
     )
     for key in ("loss", "loss/laion", "loss/mmc4", "grad_norm", "gate/attn/3"):
         assert two.curve(key) == pytest.approx(single.curve(key), abs=1e-4, nan_ok=True), key
+    # evaluation splits the 5 examples over the ranks (one padded) and scores each once
+    for key in ("eval/vqa/2shot", "eval/classification_shape/0shot"):
+        assert [h[key] for h in two.history if key in h] == pytest.approx(
+            [h[key] for h in single.history if key in h], abs=1e-6
+        ), key
     logged = MlflowClient(f"sqlite:///{(tmp_path / 'two').resolve() / 'mlflow.db'}").get_run(
         two.run_id
     )

@@ -330,6 +330,55 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+@app.command("eval")
+@_friendly
+def eval_command(
+    run_or_checkpoint: Annotated[Path, typer.Argument(help="A run directory or checkpoint.")],
+    task: Annotated[list[str], typer.Option(help="Registered tasks (repeatable).")],
+    shots: Annotated[str, typer.Option(help="Comma-separated shot counts.")] = "0,4",
+    data: Annotated[Path | None, typer.Option(help="Eval directory (default: the spec's).")] = None,
+    trials: Annotated[int, typer.Option(min=1, help="Demonstration seeds.")] = 3,
+    subset: Annotated[int | None, typer.Option(min=1, help="Test examples.")] = None,
+    demos: Annotated[str, typer.Option(help="random or rices.")] = "random",
+    tracking_uri: Annotated[str | None, typer.Option(help="An MLflow tracking URI.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Few-shot evaluation of a trained run, logged to its MLflow run as eval/<task>/<k>shot."""
+    from workbench.eval.fewshot import evaluate, majority_baseline
+    from workbench.eval.tasks import load_task
+    from workbench.spec import SpecError
+    from workbench.track import default_uri, log_metrics_to
+    from workbench.train.checkpoint import load_model, resolve
+
+    if demos not in ("random", "rices"):
+        raise SpecError(f"--demos: {demos!r} is not random or rices")
+    shot_list = _seeds(shots)
+    checkpoint = resolve(run_or_checkpoint)
+    model, processor, tokenizer, spec = load_model(checkpoint)
+    root = data or Path(spec.eval.data)
+    if not str(root) or not root.is_dir():
+        raise SpecError("no evaluation directory: pass --data DIR (e.g. <world>/eval)")
+    state = json.loads((checkpoint / "state.json").read_text())
+    metrics: dict[str, float] = {}
+    for name in task:
+        dataset = load_task(name, root)
+        floor = majority_baseline(dataset, subset)
+        for k in shot_list:
+            result = evaluate(
+                model, tokenizer, processor, dataset, k, trials=trials, subset=subset,
+                demos=demos,  # type: ignore[arg-type]
+            )  # fmt: skip
+            metrics[result.key] = result.mean
+            typer.echo(
+                f"{name} {k}-shot {result.metric}: {result.mean:.4f} ± {result.std:.4f} over "
+                f"{trials} trials, {result.n} examples (majority answer: {floor:.4f})"
+            )
+    if state.get("run_id"):
+        uri = tracking_uri or default_uri(_home(home))
+        log_metrics_to(uri, state["run_id"], metrics, int(state["step"]))
+        typer.echo(f"logged to MLflow run {state['run_id']} at step {state['step']}")
+
+
 @data_app.command("shapes")
 @_friendly
 def data_shapes(

@@ -107,10 +107,15 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    every: int = 0  # optimizer steps between evaluations; 0 = never during training
-    tasks: tuple[str, ...] = ()
+    every: int = 0  # optimizer steps between evaluations (and one at step 0); 0 = never
+    data: str = ""  # the evaluation directory (the shapes world writes <world>/eval)
+    tasks: tuple[str, ...] = ()  # registered task names (wb list task)
     shots: tuple[int, ...] = (4,)
-    subset: int = 200
+    subset: int = 200  # test examples per evaluation
+    trials: int = 1  # demonstration seeds (the paper: 3)
+    demos: Literal["random", "rices"] = "random"
+    query_size: int = 2048  # the query set demonstrations are drawn from
+    batch_size: int = 8
 
 
 @dataclass(frozen=True)

@@ -242,3 +242,10 @@ def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[d
 
 def experiment_names(uri: str) -> list[str]:
     return sorted(e.name for e in MlflowClient(uri).search_experiments())
+
+
+def log_metrics_to(uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:
+    """Adds metrics to an existing (finished) run, e.g. an evaluation after training."""
+    now = int(time.time() * 1000)
+    batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
+    MlflowClient(uri).log_batch(run_id, metrics=batch)

@@ -21,7 +21,7 @@ from workbench.backbones.shapes_clip import ClipRecipe, evaluate_clip, train_cli
 from workbench.backbones.shapes_lm import LMRecipe, evaluate_lm, train_lm
 
 #: Bump when the shapes world or the training code changes what a recipe produces.
-WORLD_VERSION = 2
+WORLD_VERSION = 3
 
 SIZES: dict[str, tuple[ClipRecipe, LMRecipe]] = {
     "tiny": (ClipRecipe(vision_width=192, text_layers=2, steps=500), LMRecipe(steps=200)),

@@ -218,6 +218,21 @@ class OracleSimilarity:
         return np.clip(sim, -1.0, 1.0)
 
 
+#: Share of described images whose sentence is a question and answer about them (quiz pages,
+#: as the web has), in the VQA prompt's format; the rest get a caption.
+QUIZ_FRACTION = 0.3
+
+
+def _describe(scene: Scene, rng: np.random.Generator) -> str:
+    if rng.random() < QUIZ_FRACTION:
+        from workbench.data.shapes_eval import questions_for
+
+        options = questions_for(scene, rng)
+        question, answer, _ = options[int(rng.integers(len(options)))]
+        return f"Question:{question} Short answer:{answer}."
+    return caption(scene, rng)
+
+
 def document(
     rng: np.random.Generator,
     image_size: int,
@@ -228,7 +243,7 @@ def document(
     num_described = int(rng.choice([1, 2, 3, 4], p=[0.3, 0.3, 0.25, 0.15]))
     num_distractors = int(rng.integers(0, 3))
     scenes = [random_scene(rng) for _ in range(num_described + num_distractors)]
-    described = [caption(s, rng) for s in scenes[:num_described]]
+    described = [_describe(s, rng) for s in scenes[:num_described]]
     fillers = list(rng.choice(FILLER, size=int(rng.integers(1, 5)), replace=False))
     sentences = described + fillers
     order = rng.permutation(len(sentences))  # the document's reading order

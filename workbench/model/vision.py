@@ -56,6 +56,12 @@ class VisionEncoder(nn.Module):
         _, tokens = self.visual(images)
         return tokens
 
+    @torch.no_grad()
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """(N, E) unit-norm CLIP image embeddings (what RICES compares)."""
+        pooled, _ = self.visual(images)
+        return torch.nn.functional.normalize(pooled.float(), dim=-1)
+
 
 def load_vision(name: str, pretrained: str | None = None) -> tuple[VisionEncoder, Any]:
     """Builds the vision encoder and its image processor from open_clip.

@@ -101,3 +101,36 @@ def _set_rng_state(states: dict[str, torch.Tensor]) -> None:
     torch.set_rng_state(states["cpu"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state(states["cuda"])
+
+
+def resolve(run_or_checkpoint: str | Path) -> Path:
+    """A checkpoint directory from itself or from a run directory (its latest checkpoint)."""
+    path = Path(run_or_checkpoint)
+    if (path / _MARKER).exists():
+        return path
+    found = latest(path)
+    if found is None:
+        raise FileNotFoundError(f"{path} is neither a complete checkpoint nor a run with one")
+    return found
+
+
+def load_model(run_or_checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, Any]:
+    """(model, image processor, tokenizer, spec) of a checkpoint: the model built from the run's
+    spec with its trained parameters loaded (one process)."""
+    from workbench.model.factory import create_model_and_transforms
+    from workbench.spec import RunSpec
+
+    path = resolve(run_or_checkpoint)
+    state = json.loads((path / "state.json").read_text())
+    spec = RunSpec.from_json(state["spec"])
+    m = spec.model
+    model, processor, tokenizer = create_model_and_transforms(
+        m.vision, m.lm, vision_pretrained=m.vision_pretrained, tokenizer=m.tokenizer,
+        xattn_every=m.xattn_every, only_attend_immediate=m.only_attend_immediate,
+        special_embeddings=m.special_embeddings, xattn_heads=m.xattn_heads,
+        xattn_dim_head=m.xattn_dim_head, xattn_ff_mult=m.xattn_ff_mult, resampler=m.resampler,
+        resampler_options=m.resampler_options,
+    )  # fmt: skip
+    where = Dist("single", 0, 1, 0, torch.device(device))
+    parallel.load_model_state(model.to(device), path / "tensors", where)
+    return model.eval(), processor, tokenizer, spec

@@ -216,8 +216,18 @@ def _check(spec: RunSpec) -> None:
         raise SpecError("train.steps and train.grad_accum must be at least 1")
     if spec.train.checkpoint_every < 0 or spec.train.keep_checkpoints < 1:
         raise SpecError("train.checkpoint_every must be >= 0 and train.keep_checkpoints >= 1")
+    if spec.eval.every < 0:
+        raise SpecError("eval.every must be >= 0")
     if spec.eval.every:
-        raise SpecError("eval.every > 0: evaluation during training is not built yet; use 0")
+        from workbench.eval.tasks import TASKS
+
+        if not spec.eval.tasks or not spec.eval.data:
+            raise SpecError("eval.every > 0 needs eval.tasks and eval.data (an eval directory)")
+        unknown = [t for t in spec.eval.tasks if t not in TASKS]
+        if unknown:
+            raise SpecError(f"eval.tasks: unknown {unknown}; valid: {TASKS.names()}")
+        if not Path(spec.eval.data).is_dir():
+            raise SpecError(f"eval.data: {spec.eval.data} is not a directory")
     d = spec.data
     shards = {"laion": d.laion_shards, "mmc4": d.mmc4_shards}
     missing = [s for s in d.mixture.options.sources if not shards[s]]
@@ -344,6 +354,9 @@ class _Run:
             if spec.train.precision == "bf16" and where.strategy != "fsdp"
             else nullcontext()
         )
+        evaluator = _Evaluator(spec, wrapped, tokenizer, processor, where)
+        if state["step"] == 0 and evaluator.enabled:
+            tracker.log_metrics(evaluator(), 0)
         progress = _Progress(spec.train.steps, state["step"], show_progress and where.is_main)
         start = time.perf_counter()
         saved: Path | None = latest
@@ -359,6 +372,10 @@ class _Run:
                 metrics["nonfinite_steps"] = (
                     sum(1 for h in history if h.get("skipped")) + metrics["skipped"]
                 )
+                if evaluator.enabled and (
+                    (step + 1) % spec.eval.every == 0 or step + 1 == spec.train.steps
+                ):
+                    metrics.update(evaluator())
                 history.append(metrics)
                 tracker.log_metrics({k: v for k, v in metrics.items() if k != "skipped"}, step + 1)
                 progress.update(step + 1, metrics)
@@ -576,6 +593,36 @@ def _summary(spec: RunSpec, result: RunResult) -> str:
     parts.append(f"{result.final.get('final/tokens_per_s', 0):,.0f} tok/s")
     parts.append(f"run {result.run_id}" if result.run_id else "untracked")
     return " | ".join(parts)
+
+
+class _Evaluator:
+    """Few-shot evaluation during training: ``eval/<task>/<shots>shot`` (on every rank)."""
+
+    def __init__(self, spec: RunSpec, model: nn.Module, tokenizer: Any, processor: Any,
+                 where: Dist) -> None:  # fmt: skip
+        self.spec, self.model, self.tokenizer = spec.eval, model, tokenizer
+        self.processor, self.where = processor, where
+        self.enabled = spec.eval.every > 0
+        self.datasets: dict[str, Any] = {}
+        if self.enabled:
+            from workbench.eval.tasks import load_task
+
+            self.datasets = {t: load_task(t, spec.eval.data) for t in spec.eval.tasks}
+
+    def __call__(self) -> dict[str, float]:
+        from workbench.eval.fewshot import evaluate
+
+        metrics = {}
+        for name, dataset in self.datasets.items():
+            for shots in self.spec.shots:
+                result = evaluate(
+                    self.model, self.tokenizer, self.processor, dataset, shots,
+                    trials=self.spec.trials, demos=self.spec.demos,
+                    query_size=self.spec.query_size, subset=self.spec.subset,
+                    batch_size=self.spec.batch_size, where=self.where,
+                )  # fmt: skip
+                metrics[f"eval/{name}/{shots}shot"] = result.mean
+        return metrics
 
 
 class _Progress:

@@ -37,7 +37,11 @@ from torch.distributed.checkpoint.state_dict import (
     set_model_state_dict,
     set_optimizer_state_dict,
 )
-from torch.distributed.fsdp import MixedPrecisionPolicy, fully_shard
+from torch.distributed.fsdp import (
+    MixedPrecisionPolicy,
+    fully_shard,
+    register_fsdp_forward_method,
+)
 from torch.distributed.tensor import DTensor
 from torch.nn.parallel import DistributedDataParallel
 
@@ -135,6 +139,9 @@ def wrap(
     for module in [m for m in model.modules() if isinstance(m, unit_types)] + list(units):
         fully_shard(module, mp_policy=policy)
     fully_shard(model, mp_policy=policy)
+    for method in ("generate", "score"):  # entry points besides forward unshard the root too
+        if hasattr(model, method):
+            register_fsdp_forward_method(model, method)
     return model
 
 
@@ -190,6 +197,15 @@ def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> float:
     return float(norm)
 
 
+def gather_objects(obj: object, where: Dist) -> list[object]:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not (where.active and where.world_size > 1):
+        return [obj]
+    out: list[object] = [None] * where.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
 def barrier(where: Dist) -> None:
     if where.active and where.world_size > 1:
         dist.barrier()
@@ -239,6 +255,27 @@ def save_training_state(
     with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes
         warnings.filterwarnings("ignore", "torch.distributed is disabled")
         dcp.save(training_state(model, optimizer), storage_writer=writer, no_dist=not where.active)
+
+
+def load_model_state(model: nn.Module, path: Path, where: Dist) -> None:
+    """Restores only the trainable parameters that :func:`save_training_state` wrote."""
+    model_state: dict[str, Any] = get_model_state_dict(model, options=_OPTIONS)
+    wanted: dict[str, torch.Tensor] = {}
+    seen: set[int] = set()
+    for key, value in model_state.items():
+        storage = (value.to_local() if isinstance(value, DTensor) else value).untyped_storage()
+        if storage.data_ptr() in seen and storage.nbytes():
+            continue
+        seen.add(storage.data_ptr())
+        wanted[f"model.{key}"] = value
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled")
+        reader = HuggingFaceStorageReader(str(path))
+        dcp.load(wanted, storage_reader=reader, no_dist=not where.active)
+    loaded: dict[str, Any] = {k.removeprefix("model."): v for k, v in wanted.items()}
+    for key in model_state:
+        loaded.setdefault(key, model_state[key])
+    set_model_state_dict(model, loaded, options=_LOAD_OPTIONS)
 
 
 def load_training_state(
