@@ -330,6 +330,96 @@ def ui_command(uri: str, host: str, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+@app.command()
+@_friendly
+def search(
+    study: Annotated[str, typer.Argument(help="A study of ablations/studies.py.")],
+    trials: Annotated[int | None, typer.Option(min=1, help="Trial budget (default: grid).")] = None,
+    storage: Annotated[
+        str | None, typer.Option(help="Optuna storage: journal path or RDB URL.")
+    ] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Trial processes on this machine.")] = 1,
+    sampler: Annotated[str | None, typer.Option(help="grid or tpe (default: the study's).")] = None,
+    seeds: Annotated[
+        str | None, typer.Option(help="Comma-separated seeds per configuration.")
+    ] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="An MLflow tracking URI.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Runs (or continues) an Optuna study; every trial's runs are MLflow child runs."""
+    from workbench import experiments
+    from workbench.search import load_studies, run_study, trials_table
+    from workbench.spec import SpecError
+
+    chosen = load_studies().get(study)
+    changes: dict[str, Any] = {}
+    if trials is not None:
+        changes["trials"] = trials
+    if sampler is not None:
+        if sampler not in ("grid", "tpe"):
+            raise SpecError(f"--sampler: {sampler!r} is not grid or tpe")
+        changes["design"] = "tpe" if sampler == "tpe" else chosen.design
+    if seeds is not None:
+        changes["seeds"] = tuple(_seeds(seeds))
+    if changes:
+        chosen = _replace_study(chosen, changes)
+    loaded = experiments.load(chosen.experiment)
+    _prepare(loaded, home)
+    done = run_study(chosen, storage=storage, workers=workers, home=_home(home),
+                     tracking_uri=tracking_uri)  # fmt: skip
+    import polars as pl
+
+    typer.echo(str(pl.DataFrame(trials_table(done))))
+    typer.echo(f"report: wb report {study} --home {_home(home)}")
+
+
+def _replace_study(study: Any, changes: dict[str, Any]) -> Any:
+    """A variant of a registered study under a derived name (its own Optuna study)."""
+    from workbench.search import STUDIES
+
+    suffix = "-".join(f"{k}={v}" for k, v in sorted(changes.items())).replace(" ", "")
+    name = f"{study.name}[{suffix}]"
+    if name in STUDIES:
+        return STUDIES.get(name)
+    return dataclasses.replace(study, name=name, **changes)
+
+
+@app.command()
+@_friendly
+def report(
+    study: Annotated[str, typer.Argument(help="A study that has run.")],
+    out: Annotated[
+        Path | None, typer.Option(help="Directory (default <home>/reports/STUDY).")
+    ] = None,
+    storage: Annotated[str | None, typer.Option(help="The study's Optuna storage.")] = None,
+    tracking_uri: Annotated[str | None, typer.Option(help="An MLflow tracking URI.")] = None,
+    home: HomeOption = None,
+) -> None:
+    """Markdown + HTML report of a study (effects with CIs, curves, cost), logged to MLflow."""
+    import polars as pl
+
+    from workbench.report import write_study_report
+    from workbench.search import importance, load_studies, open_study, storage_for, trials_table
+    from workbench.track import default_uri, log_artifacts
+
+    chosen = load_studies().get(study)
+    where = _home(home)
+    uri = tracking_uri or default_uri(where)
+    optuna_study = open_study(chosen, storage_for(storage, where))
+    scores, method = importance(optuna_study)
+    paths = write_study_report(
+        uri, chosen.mlflow_experiment(where), chosen.name, chosen.objective,
+        out or where / "reports" / study,
+        trials=pl.DataFrame(trials_table(optuna_study)), importance=scores,
+        importance_method=method,
+    )  # fmt: skip
+    parent = optuna_study.user_attrs.get("mlflow_parent_run_id")
+    if parent:
+        log_artifacts(uri, parent, list(paths.values()), "report")
+    for kind, path in paths.items():
+        typer.echo(f"{kind}: {path}")
+
+
 @app.command("eval")
 @_friendly
 def eval_command(

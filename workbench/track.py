@@ -249,3 +249,27 @@ def log_metrics_to(uri: str, run_id: str, metrics: Mapping[str, float], step: in
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
     MlflowClient(uri).log_batch(run_id, metrics=batch)
+
+
+def study_parent_run(uri: str, experiment: str, study: str, optuna_study_id: int) -> str:
+    """The MLflow parent run of a study (created on first use); child runs point to it with
+    the ``mlflow.parentRunId`` tag."""
+    experiment_id = prepare(uri, experiment)
+    client = MlflowClient(uri)
+    found = client.search_runs(
+        [experiment_id], f"tags.study = '{study}' and tags.study_parent = 'true'", max_results=1
+    )
+    if found:
+        return str(found[0].info.run_id)
+    run = client.create_run(
+        experiment_id,
+        run_name=f"study-{study}",
+        tags={"study": study, "study_parent": "true", "optuna.study_id": str(optuna_study_id)},
+    )
+    return str(run.info.run_id)
+
+
+def log_artifacts(uri: str, run_id: str, paths: list[Path], folder: str) -> None:
+    client = MlflowClient(uri)
+    for path in paths:
+        client.log_artifact(run_id, str(path), folder)

@@ -20,8 +20,10 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from workbench.backbones.shapes_clip import ClipRecipe, evaluate_clip, train_clip
 from workbench.backbones.shapes_lm import LMRecipe, evaluate_lm, train_lm
 
-#: Bump when the shapes world or the training code changes what a recipe produces.
-WORLD_VERSION = 3
+#: Bump when what the backbones train on (pairs, LM texts) or their training code changes.
+BACKBONE_VERSION = 3
+#: Bump when the shapes world's shards change (the world directory is named by it).
+WORLD_VERSION = 4
 
 SIZES: dict[str, tuple[ClipRecipe, LMRecipe]] = {
     "tiny": (ClipRecipe(vision_width=192, text_layers=2, steps=500), LMRecipe(steps=200)),
@@ -59,7 +61,7 @@ def recipe_for(size: str, seed: int) -> dict[str, Any]:
     return {
         "size": size,
         "seed": seed,
-        "world_version": WORLD_VERSION,
+        "world_version": BACKBONE_VERSION,
         "clip": asdict(clip),
         "lm": asdict(lm),
     }

@@ -2,9 +2,9 @@
 
 Scenes of 1-3 objects (7 shapes, 8 colours, 2 sizes, a 3x3 grid of positions) on textured
 backgrounds, rendered with PIL. From them: LAION-style pairs (with a fraction of mismatched
-captions, like web noise), MMC4-style documents (descriptive sentences, filler sentences,
-distractor images, a similarity matrix), and evaluation sets in the standard formats
-(``workbench.data.shapes_eval``).
+captions, like web noise), MMC4-style documents (sentences describing an image, as a caption or,
+like a quiz page, as a question and its short answer; filler sentences; distractor images; a
+similarity matrix), and evaluation sets in the standard formats (``workbench.data.shapes_eval``).
 """
 
 from __future__ import annotations
@@ -220,7 +220,7 @@ class OracleSimilarity:
 
 #: Share of described images whose sentence is a question and answer about them (quiz pages,
 #: as the web has), in the VQA prompt's format; the rest get a caption.
-QUIZ_FRACTION = 0.3
+QUIZ_FRACTION = 0.5
 
 
 def _describe(scene: Scene, rng: np.random.Generator) -> str:

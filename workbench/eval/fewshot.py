@@ -25,7 +25,7 @@ import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import torch
@@ -91,11 +91,20 @@ def postprocess(dataset: Dataset, text: str, eos: str = "") -> str:
 
 
 class Rices:
-    """Retrieval-based in-context example selection over CLIP image embeddings (cached)."""
+    """Retrieval-based in-context example selection over CLIP image embeddings.
+
+    The query set's embeddings are computed once per (frozen) vision encoder and query set, and
+    reused by every later evaluation (periodic evaluation during training, several shots).
+    """
+
+    _cache: ClassVar[dict[tuple[int, tuple[str, ...]], torch.Tensor]] = {}
 
     def __init__(self, model: Any, processor: Any, query: Sequence[Item], batch_size: int = 32):
         self.model, self.processor, self.query = model, processor, list(query)
-        self.features = self.embed(self.query, batch_size)  # (Q, E)
+        key = (id(model.vision), tuple(str(it.image) for it in self.query))
+        if key not in self._cache:
+            self._cache[key] = self.embed(self.query, batch_size)
+        self.features = self._cache[key]  # (Q, E)
 
     def embed(self, items: Sequence[Item], batch_size: int = 32) -> torch.Tensor:
         device = next(self.model.vision.parameters()).device

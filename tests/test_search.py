@@ -1,0 +1,126 @@
+"""Optuna studies: a grid over two parallel workers runs every cell once, as MLflow child runs
+of the study's parent run; a killed worker's trial ends FAIL and the study goes on; the report."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from helpers import base_spec
+from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
+
+from workbench.report import holm
+from workbench.search import WORKER, Study, run_study, storage_for, study_json, work
+from workbench.track import default_uri
+
+
+def experiment_file(tmp_path: Path, world: dict[str, str], lm_dir: Path) -> Path:
+    """An experiment file whose spec is the tests' tiny run."""
+    spec = base_spec(world, lm_dir, **{"train.steps": 2, "train.checkpoint_every": 0})
+    path = tmp_path / "tiny_experiment.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\n"
+        "def spec(home=None):\n"
+        f"    return RunSpec.from_json({spec.to_json()!r})\n"
+    )
+    return path
+
+
+@pytest.mark.slow
+def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tmp_path):
+    study = Study(
+        "grid-two-workers",
+        str(experiment_file(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        {"xattn_every": (1, 2), "special_embeddings": ("trainable", "frozen")},
+        seeds=(0, 1),
+    )
+    assert study.cells()[0] == {"xattn_every": "1", "special_embeddings": "trainable"}
+    done = run_study(study, workers=2, home=tmp_path)
+    trials = done.get_trials()
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 4
+    cells = sorted(json.dumps(t.params, sort_keys=True) for t in trials)
+    assert len(set(cells)) == 4  # every cell once, none twice
+    assert {t.user_attrs["pid"] for t in trials} != {os.getpid()}  # run by the workers
+    assert len({t.user_attrs["pid"] for t in trials}) == 2
+
+    uri = default_uri(tmp_path)
+    client = MlflowClient(uri)
+    parent = done.user_attrs["mlflow_parent_run_id"]
+    children = client.search_runs(
+        [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'"
+    )
+    assert len(children) == 8  # 4 cells x 2 seeds
+    for trial in trials:  # ids on both sides
+        for seed in (0, 1):
+            run = client.get_run(trial.user_attrs[f"run_id/seed{seed}"])
+            assert run.data.tags["trial"] == str(trial.number)
+            assert run.data.tags["axis.xattn_every"] == trial.params["xattn_every"]
+
+    again = run_study(study, workers=1, home=tmp_path)  # a resumed study continues, not restarts
+    assert len(again.get_trials()) == 4
+
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+    from workbench.search import STUDIES
+
+    assert "grid-two-workers" in STUDIES
+    out = CliRunner().invoke(
+        app, ["report", "grid-two-workers", "--home", str(tmp_path)], catch_exceptions=False
+    )
+    assert out.exit_code == 0, out.output
+    report = (tmp_path / "reports" / "grid-two-workers" / "report.md").read_text()
+    assert "| axis | value | baseline | n | mean |" in report and "p_holm" in report
+    html = (tmp_path / "reports" / "grid-two-workers" / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 2
+    artifacts = [a.path for a in client.list_artifacts(parent, "report")]
+    assert "report/report.html" in artifacts and "report/learning_curves.png" in artifacts
+
+
+@pytest.mark.slow
+def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
+    tiny_world, tiny_lm_dirs, tmp_path
+):
+    study = Study(
+        "killed-worker",
+        str(experiment_file(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        {"xattn_every": (1, 2)},
+        seeds=(0,),
+        overrides={"train.steps": 400},
+    )
+    storage = storage_for(None, tmp_path)
+    from workbench.search import open_study
+    from workbench.track import study_parent_run
+
+    optuna_study = open_study(study, storage)
+    parent = study_parent_run(
+        default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0
+    )
+    worker = subprocess.Popen(
+        [*WORKER, study.name, "--home", str(tmp_path),
+         "--tracking-uri", default_uri(tmp_path), "--parent-run-id", parent,
+         "--study-json", study_json(study)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    while not optuna_study.get_trials(states=(TrialState.RUNNING,)):
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    time.sleep(3)  # well inside the trial
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    # the same Optuna study continues with a worker of this process
+    work(study, storage=None, home=tmp_path, uri=default_uri(tmp_path), parent_run_id=parent)
+    states = [t.state for t in optuna.load_study(study_name=study.name, storage=storage).trials]
+    assert states == [TrialState.FAIL, TrialState.COMPLETE]
+
+
+def test_holm_adjusts_for_multiple_comparisons():
+    assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
