@@ -62,6 +62,7 @@ def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tm
             run = client.get_run(trial.user_attrs[f"run_id/seed{seed}"])
             assert run.data.tags["trial"] == str(trial.number)
             assert run.data.tags["axis.xattn_every"] == trial.params["xattn_every"]
+            assert run.data.tags["trial_state"] == "COMPLETE"  # mirrored from Optuna
 
     again = run_study(study, workers=1, home=tmp_path)  # a resumed study continues, not restarts
     assert len(again.get_trials()) == 4
@@ -124,3 +125,40 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
 
 def test_holm_adjusts_for_multiple_comparisons():
     assert holm([0.01, 0.04, 0.03]) == pytest.approx([0.03, 0.06, 0.06])
+
+
+def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(
+    tiny_world, tiny_lm_dirs, tmp_path, monkeypatch
+):
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["llama"],
+        **{"train.steps": 2, "train.checkpoint_every": 0, "eval.every": 1,
+           "eval.data": tiny_world["eval"], "eval.tasks": "vqa", "eval.shots": "0",
+           "eval.subset": 2},
+    )  # fmt: skip
+    path = tmp_path / "eval_experiment.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
+        f"    return RunSpec.from_json({spec.to_json()!r})\n"
+    )
+    study = Study(
+        "pruned", str(path), {"xattn_every": (1, 2)}, seeds=(0,),
+        objective="eval/vqa/0shot", direction="maximize", pruner="median",
+    )  # fmt: skip
+    # Optuna's median rule is Optuna's; what is ours is the plumbing: prune the second trial
+    monkeypatch.setattr(optuna.trial.Trial, "should_prune", lambda self: self.number == 1)
+    from workbench.search import open_study
+    from workbench.track import study_parent_run
+
+    open_study(study, storage_for(None, tmp_path))
+    uri = default_uri(tmp_path)
+    parent = study_parent_run(uri, study.mlflow_experiment(tmp_path), study.name, 0)
+    work(study, storage=None, home=tmp_path, uri=uri, parent_run_id=parent)
+    trials = optuna.load_study(study_name="pruned", storage=storage_for(None, tmp_path)).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
+    assert trials[1].intermediate_values  # reported before the pruner stopped it
+    client = MlflowClient(uri)
+    runs = client.search_runs([client.get_run(parent).info.experiment_id], "tags.trial = '1'")
+    assert len(runs) == 1 and runs[0].info.status == "KILLED"
+    assert runs[0].data.tags["stopped"].startswith("pruned by the median pruner")
+    assert runs[0].data.tags["trial_state"] == "PRUNED"  # the trial's state, mirrored

@@ -399,7 +399,14 @@ def report(
     import polars as pl
 
     from workbench.report import write_study_report
-    from workbench.search import importance, load_studies, open_study, storage_for, trials_table
+    from workbench.search import (
+        importance,
+        load_studies,
+        open_study,
+        pareto_front,
+        storage_for,
+        trials_table,
+    )
     from workbench.track import default_uri, log_artifacts
 
     chosen = load_studies().get(study)
@@ -411,7 +418,7 @@ def report(
         uri, chosen.mlflow_experiment(where), chosen.name, chosen.objective,
         out or where / "reports" / study,
         trials=pl.DataFrame(trials_table(optuna_study)), importance=scores,
-        importance_method=method,
+        importance_method=method, pareto=pl.DataFrame(pareto_front(optuna_study)),
     )  # fmt: skip
     parent = optuna_study.user_attrs.get("mlflow_parent_run_id")
     if parent:

@@ -205,6 +205,7 @@ def write_study_report(
     trials: pl.DataFrame | None = None,
     importance: dict[str, float] | None = None,
     importance_method: str = "",
+    pareto: pl.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Markdown and self-contained HTML reports (with PNG plots) of a study's finished runs.
 
@@ -311,6 +312,8 @@ def write_study_report(
             "A screening signal from the completed trials, not an effect estimate:\n",
             "\n".join(f"- {k}: {v:.3f}" for k, v in importance.items()),
         ]
+    if pareto is not None and not pareto.is_empty():
+        sections += ["\n## Pareto front (objective vs measured seconds)\n", to_markdown(pareto)]
     if trials is not None and not trials.is_empty():
         sections += ["\n## Trials\n", to_markdown(trials)]
     markdown = "\n".join(sections) + "\n"

@@ -60,6 +60,8 @@ class Study:
     trials: int | None = None  # default: every grid cell
     design: Literal["grid", "one_at_a_time", "tpe"] = "grid"
     overrides: Mapping[str, Any] = field(default_factory=dict)
+    pruner: Literal["none", "median", "hyperband"] = "none"  # on ``eval/...`` objectives
+    compute_objective: bool = False  # also minimise the measured seconds of the trial's runs
     doc: str = ""
 
     def __post_init__(self) -> None:
@@ -138,12 +140,26 @@ def _fail_dead_local_trials(optuna_study: optuna.Study) -> None:
             continue
 
 
+def _pruner(study: Study) -> optuna.pruners.BasePruner:
+    if study.pruner == "median":
+        return optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
+    if study.pruner == "hyperband":
+        return optuna.pruners.HyperbandPruner()
+    return optuna.pruners.NopPruner()
+
+
 def open_study(study: Study, storage: Any) -> optuna.Study:
+    if study.pruner != "none" and not study.objective.startswith("eval/"):
+        raise SpecError(f"study {study.name}: pruning needs an eval/... objective")
+    if study.pruner != "none" and study.compute_objective:
+        raise SpecError(f"study {study.name}: Optuna cannot prune multi-objective studies")
+    directions = [study.direction] + (["minimize"] if study.compute_objective else [])
     optuna_study = optuna.create_study(
         study_name=study.name,
         storage=storage,
-        direction=study.direction,
+        directions=directions,
         sampler=_sampler(study),
+        pruner=_pruner(study),
         load_if_exists=True,
     )
     if study.design != "tpe" and not optuna_study.user_attrs.get("enqueued"):
@@ -172,38 +188,54 @@ def _suggest(trial: optuna.Trial, study: Study) -> dict[str, str]:
 
 def objective_for(study: Study, home: Path, uri: str, parent_run_id: str):
     from workbench.axes import apply_all
-    from workbench.train.loop import train
+    from workbench.train.loop import Stopped, train
 
     base = study.base_spec(home)
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         choices = _suggest(trial, study)
         spec = apply_all(base, choices)
-        values = []
-        for seed in study.seeds:
-            result = train(
-                spec.override({"train.seed": seed}),
-                home=home,
-                tracking_uri=uri,
-                tags={
-                    "mlflow.parentRunId": parent_run_id,
-                    "study": study.name,
-                    "trial": trial.number,
-                    **{f"axis.{k}": v for k, v in choices.items()},
-                },
-                resume=True,
-                show_progress=False,
-            )
+        values: list[float] = []
+        seconds = 0.0
+        for index, seed in enumerate(study.seeds):
+
+            def report(step: int, metrics: dict[str, float], offset: int = index) -> None:
+                if study.pruner == "none" or study.objective not in metrics:
+                    return
+                trial.report(metrics[study.objective], offset * spec.train.steps + step)
+                if trial.should_prune():
+                    raise Stopped(f"pruned by the {study.pruner} pruner at step {step}")
+
+            try:
+                result = train(
+                    spec.override({"train.seed": seed}),
+                    home=home,
+                    tracking_uri=uri,
+                    tags={
+                        "mlflow.parentRunId": parent_run_id,
+                        "study": study.name,
+                        "trial": trial.number,
+                        **{f"axis.{k}": v for k, v in choices.items()},
+                    },
+                    resume=True,
+                    show_progress=False,
+                    on_eval=report,
+                )
+            except Stopped as stop:
+                trial.set_user_attr(f"run_id/seed{seed}", stop.run_id)
+                raise optuna.TrialPruned(str(stop)) from None
+            seconds += float(result.final.get("final/wall_s", 0.0))
             key = study.objective
             metric = result.final.get(key, result.history[-1].get(key) if result.history else None)
             if metric is None:
                 raise SpecError(f"the runs have no metric {key!r}")
             values.append(float(metric))
             trial.set_user_attr(f"run_id/seed{seed}", result.run_id)
-            trial.report(sum(values) / len(values), len(values))
-        return sum(values) / len(values)
+        trial.set_user_attr("seconds", seconds)
+        mean = sum(values) / len(values)
+        return (mean, seconds) if study.compute_objective else mean
 
     return objective
 
@@ -229,7 +261,26 @@ def work(
             return
         if study.design != "tpe" and not waiting:
             return  # every cell taken
-        optuna_study.optimize(objective, n_trials=1, catch=(Exception,))
+        optuna_study.optimize(
+            objective, n_trials=1, catch=(Exception,), callbacks=[_mirror_to_mlflow(uri)]
+        )
+
+
+def _mirror_to_mlflow(uri: str):
+    """After each trial: its state, value and intermediate values onto its MLflow runs."""
+    from workbench.track import log_metrics_to, set_run_tags
+
+    def mirror(optuna_study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        tags = {"trial_state": trial.state.name, "optuna.trial_number": trial.number}
+        if trial.values:
+            tags["trial_value"] = trial.values[0]
+        for key, run_id in trial.user_attrs.items():
+            if key.startswith("run_id/") and run_id:
+                set_run_tags(uri, run_id, tags)
+                for step, value in trial.intermediate_values.items():
+                    log_metrics_to(uri, run_id, {"trial/intermediate": value}, int(step))
+
+    return mirror
 
 
 def run_study(
@@ -274,9 +325,18 @@ def study_json(study: Study) -> str:
     return json.dumps(data)
 
 
+def pareto_front(optuna_study: optuna.Study) -> list[dict[str, Any]]:
+    """The non-dominated trials of a multi-objective (quality, seconds) study."""
+    if len(optuna_study.directions) < 2:
+        return []
+    return [{"number": t.number, **t.params, "objective": t.values[0], "seconds": t.values[1]}
+            for t in optuna_study.best_trials]  # fmt: skip
+
+
 def trials_table(optuna_study: optuna.Study) -> list[dict[str, Any]]:
     return [
-        {"number": t.number, "state": t.state.name, "value": t.value, **t.params,
+        {"number": t.number, "state": t.state.name,
+         "value": t.values[0] if t.values else None, **t.params,
          **{k: v for k, v in t.user_attrs.items() if k.startswith("run_id/")}}
         for t in optuna_study.get_trials(deepcopy=False)
     ]  # fmt: skip

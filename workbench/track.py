@@ -273,3 +273,7 @@ def log_artifacts(uri: str, run_id: str, paths: list[Path], folder: str) -> None
     client = MlflowClient(uri)
     for path in paths:
         client.log_artifact(run_id, str(path), folder)
+
+
+def set_run_tags(uri: str, run_id: str, tags: Mapping[str, Any]) -> None:
+    MlflowClient(uri).log_batch(run_id, tags=_tags_list(tags))

@@ -22,7 +22,7 @@ import math
 import os
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -47,6 +47,13 @@ from workbench.train.optim import build_optimizer
 from workbench.train.parallel import Dist
 
 SOURCES = ("laion", "mmc4", "mixed")
+
+
+class Stopped(Exception):
+    """Raised by an ``on_eval`` callback to end a run early (e.g. a pruned search trial); the
+    training loop adds the stopped run's MLflow id."""
+
+    run_id: str | None = None
 
 
 @dataclass
@@ -121,6 +128,7 @@ def train(
     track: bool = True,
     device: str | None = None,
     show_progress: bool = True,
+    on_eval: Callable[[int, dict[str, float]], None] | None = None,
 ) -> RunResult:
     """Trains ``spec`` in this process (one rank of a torchrun job under ``ddp``/``fsdp``).
 
@@ -133,13 +141,16 @@ def train(
             run directory that already holds checkpoints is an error (nothing is overwritten).
         track: log to MLflow (off for benchmarks).
         device: ``"cpu"`` or ``"cuda"``; default CUDA when available.
+        on_eval: called with (step, eval metrics) after each periodic evaluation; raising
+            :class:`Stopped` ends the run there (a search pruning a trial), its MLflow run
+            marked KILLED.
     """
     _check(spec)
     where = parallel.init(spec.train.strategy, device)
     try:
-        return _Run(spec, where, home_dir(home), tracking_uri, experiment, tags or {}).train(
-            resume=resume, track=track, show_progress=show_progress
-        )
+        run = _Run(spec, where, home_dir(home), tracking_uri, experiment, tags or {})
+        run.on_eval = on_eval
+        return run.train(resume=resume, track=track, show_progress=show_progress)
     finally:
         parallel.shutdown(where)
 
@@ -258,6 +269,7 @@ class _Run:
         self.experiment = experiment or spec.name
         self.tags = dict(tags)
         self.schedule = spec.train.schedule.options
+        self.on_eval: Callable[[int, dict[str, float]], None] | None = None
 
     # --- set-up ---------------------------------------------------------------------------
 
@@ -378,6 +390,16 @@ class _Run:
                     metrics.update(evaluator())
                 history.append(metrics)
                 tracker.log_metrics({k: v for k, v in metrics.items() if k != "skipped"}, step + 1)
+                if self.on_eval is not None and any(k.startswith("eval/") for k in metrics):
+                    try:
+                        self.on_eval(
+                            step + 1, {k: v for k, v in metrics.items() if k.startswith("eval/")}
+                        )
+                    except Stopped as stop:
+                        tracker.set_tags({"stopped": str(stop)})
+                        stop.run_id = tracker.run_id
+                        status = "KILLED"
+                        raise
                 progress.update(step + 1, metrics)
                 every = spec.train.checkpoint_every
                 if (every and (step + 1) % every == 0) or step + 1 == spec.train.steps:
@@ -401,8 +423,8 @@ class _Run:
             status = "FINISHED"
         finally:
             progress.close()
-            if status == "FAILED":
-                tracker.finish("FAILED")
+            if status in ("FAILED", "KILLED"):
+                tracker.finish(status)
         result = RunResult(tracker.run_id, self.dir, spec.train.steps, history, {}, saved, core)
         result.final = _final(history, time.perf_counter() - start)
         tracker.log_metrics(result.final, spec.train.steps)
