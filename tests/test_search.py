@@ -162,3 +162,22 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(
     assert len(runs) == 1 and runs[0].info.status == "KILLED"
     assert runs[0].data.tags["stopped"].startswith("pruned by the median pruner")
     assert runs[0].data.tags["trial_state"] == "PRUNED"  # the trial's state, mirrored
+
+
+@pytest.mark.distributed
+def test_an_fsdp_trial_is_one_torchrun_job(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["llama"],
+        **{"train.steps": 2, "train.checkpoint_every": 0, "train.strategy": "fsdp"},
+    )  # fmt: skip
+    path = tmp_path / "fsdp_experiment.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
+        f"    return RunSpec.from_json({spec.to_json()!r})\n"
+    )
+    study = Study("fsdp-trial", str(path), {"xattn_every": (1,)}, seeds=(0,), nproc_per_node=2)
+    done = run_study(study, home=tmp_path)
+    (trial,) = done.get_trials()
+    assert trial.state == TrialState.COMPLETE and trial.value > 0
+    run = MlflowClient(default_uri(tmp_path)).get_run(trial.user_attrs["run_id/seed0"])
+    assert run.data.params["train.strategy"] == "fsdp" and run.data.tags["trial"] == "0"

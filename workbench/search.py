@@ -61,6 +61,7 @@ class Study:
     design: Literal["grid", "one_at_a_time", "tpe"] = "grid"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     pruner: Literal["none", "median", "hyperband"] = "none"  # on ``eval/...`` objectives
+    nproc_per_node: int = 1  # >1: each trial's run is one torchrun job (ddp/fsdp strategy)
     compute_objective: bool = False  # also minimise the measured seconds of the trial's runs
     doc: str = ""
 
@@ -151,6 +152,8 @@ def _pruner(study: Study) -> optuna.pruners.BasePruner:
 def open_study(study: Study, storage: Any) -> optuna.Study:
     if study.pruner != "none" and not study.objective.startswith("eval/"):
         raise SpecError(f"study {study.name}: pruning needs an eval/... objective")
+    if study.pruner != "none" and study.nproc_per_node > 1:
+        raise SpecError(f"study {study.name}: pruning works on single-process trials only")
     if study.pruner != "none" and study.compute_objective:
         raise SpecError(f"study {study.name}: Optuna cannot prune multi-objective studies")
     directions = [study.direction] + (["minimize"] if study.compute_objective else [])
@@ -188,7 +191,7 @@ def _suggest(trial: optuna.Trial, study: Study) -> dict[str, str]:
 
 def objective_for(study: Study, home: Path, uri: str, parent_run_id: str):
     from workbench.axes import apply_all
-    from workbench.train.loop import Stopped, train
+    from workbench.train.loop import Stopped, run, train
 
     base = study.base_spec(home)
 
@@ -208,21 +211,24 @@ def objective_for(study: Study, home: Path, uri: str, parent_run_id: str):
                 if trial.should_prune():
                     raise Stopped(f"pruned by the {study.pruner} pruner at step {step}")
 
+            tags = {
+                "mlflow.parentRunId": parent_run_id,
+                "study": study.name,
+                "trial": trial.number,
+                **{f"axis.{k}": v for k, v in choices.items()},
+            }
+            seeded = spec.override({"train.seed": seed})
             try:
-                result = train(
-                    spec.override({"train.seed": seed}),
-                    home=home,
-                    tracking_uri=uri,
-                    tags={
-                        "mlflow.parentRunId": parent_run_id,
-                        "study": study.name,
-                        "trial": trial.number,
-                        **{f"axis.{k}": v for k, v in choices.items()},
-                    },
-                    resume=True,
-                    show_progress=False,
-                    on_eval=report,
-                )
+                if study.nproc_per_node > 1:  # this worker asks and tells; the job's ranks train
+                    launched = run(
+                        seeded, nproc_per_node=study.nproc_per_node, home=home,
+                        tracking_uri=uri, tags=tags, resume=True, show_progress=False,
+                    )  # fmt: skip
+                    assert launched is not None  # rank 0 is on this machine
+                    result = launched
+                else:
+                    result = train(seeded, home=home, tracking_uri=uri, tags=tags, resume=True,
+                                   show_progress=False, on_eval=report)  # fmt: skip
             except Stopped as stop:
                 trial.set_user_attr(f"run_id/seed{seed}", stop.run_id)
                 raise optuna.TrialPruned(str(stop)) from None
