@@ -37,7 +37,8 @@ def runs_frame(uri: str, experiment: str) -> pl.DataFrame:
         row.update({k: v for k, v in tags.items() if k.startswith("axis.")})
         if "study" in tags:
             row["study"], row["trial"] = tags["study"], int(tags.get("trial", -1))
-        row.update({k: float(v) for k, v in metrics.items() if k.startswith("final/")})
+        # final summaries, and the last value of each evaluation
+        row.update({k: float(v) for k, v in metrics.items() if k.startswith(("final/", "eval/"))})
         rows.append(row)
     return pl.DataFrame(rows) if rows else pl.DataFrame()
 
@@ -227,6 +228,8 @@ def write_study_report(
         raise ValueError(f"no finished runs of study {study!r} in experiment {experiment!r}")
     runs = frame.filter(pl.col("study") == study)
     effects = study_effects(runs, metric, study)
+    if effects.is_empty():
+        raise ValueError(f"the runs of study {study!r} have no metric {metric!r}")
     axes = axis_columns(runs)
     plots: dict[str, Path] = {}
 
