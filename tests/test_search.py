@@ -181,3 +181,22 @@ def test_an_fsdp_trial_is_one_torchrun_job(tiny_world, tiny_lm_dirs, tmp_path):
     assert trial.state == TrialState.COMPLETE and trial.value > 0
     run = MlflowClient(default_uri(tmp_path)).get_run(trial.user_attrs["run_id/seed0"])
     assert run.data.params["train.strategy"] == "fsdp" and run.data.tags["trial"] == "0"
+
+
+def test_quality_versus_compute_gives_a_pareto_front(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2, "train.checkpoint_every": 0}
+    )
+    path = tmp_path / "pareto_experiment.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
+        f"    return RunSpec.from_json({spec.to_json()!r})\n"
+    )
+    study = Study("pareto", str(path), {"xattn_every": (1, 4)}, seeds=(0,), compute_objective=True)
+    done = run_study(study, home=tmp_path)
+    assert [len(t.values) for t in done.get_trials()] == [2, 2]  # (loss, seconds) per trial
+    assert all(t.values[1] > 0 for t in done.get_trials())
+    from workbench.search import pareto_front
+
+    front = pareto_front(done)
+    assert 1 <= len(front) <= 2 and {"objective", "seconds", "xattn_every"} <= set(front[0])
