@@ -59,3 +59,14 @@ def base_spec(world: dict[str, str], lm_dir: Path, **changes) -> RunSpec:
             **changes,
         }
     )
+
+
+def experiment_file(folder: Path, spec: RunSpec, name: str = "tiny_experiment") -> Path:
+    """An experiment file (``def spec()``) whose spec is ``spec``."""
+    path = folder / f"{name}.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\n"
+        "def spec(home=None):\n"
+        f"    return RunSpec.from_json({spec.to_json()!r})\n"
+    )
+    return path

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from helpers import base_spec
+from helpers import base_spec, experiment_file
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -21,23 +21,16 @@ from workbench.search import WORKER, Study, run_study, storage_for, study_json, 
 from workbench.track import default_uri
 
 
-def experiment_file(tmp_path: Path, world: dict[str, str], lm_dir: Path) -> Path:
-    """An experiment file whose spec is the tests' tiny run."""
+def tiny_experiment(folder: Path, world: dict[str, str], lm_dir: Path) -> Path:
     spec = base_spec(world, lm_dir, **{"train.steps": 2, "train.checkpoint_every": 0})
-    path = tmp_path / "tiny_experiment.py"
-    path.write_text(
-        "from workbench.spec import RunSpec\n\n\n"
-        "def spec(home=None):\n"
-        f"    return RunSpec.from_json({spec.to_json()!r})\n"
-    )
-    return path
+    return experiment_file(folder, spec)
 
 
 @pytest.mark.slow
 def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tmp_path):
     study = Study(
         "grid-two-workers",
-        str(experiment_file(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
         {"xattn_every": (1, 2), "special_embeddings": ("trainable", "frozen")},
         seeds=(0, 1),
     )
@@ -91,7 +84,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
 ):
     study = Study(
         "killed-worker",
-        str(experiment_file(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
         {"xattn_every": (1, 2)},
         seeds=(0,),
         overrides={"train.steps": 400},
@@ -136,11 +129,7 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(
            "eval.data": tiny_world["eval"], "eval.tasks": "vqa", "eval.shots": "0",
            "eval.subset": 2},
     )  # fmt: skip
-    path = tmp_path / "eval_experiment.py"
-    path.write_text(
-        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
-        f"    return RunSpec.from_json({spec.to_json()!r})\n"
-    )
+    path = experiment_file(tmp_path, spec, "eval_experiment")
     study = Study(
         "pruned", str(path), {"xattn_every": (1, 2)}, seeds=(0,),
         objective="eval/vqa/0shot", direction="maximize", pruner="median",
@@ -170,11 +159,7 @@ def test_an_fsdp_trial_is_one_torchrun_job(tiny_world, tiny_lm_dirs, tmp_path):
         tiny_world, tiny_lm_dirs["llama"],
         **{"train.steps": 2, "train.checkpoint_every": 0, "train.strategy": "fsdp"},
     )  # fmt: skip
-    path = tmp_path / "fsdp_experiment.py"
-    path.write_text(
-        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
-        f"    return RunSpec.from_json({spec.to_json()!r})\n"
-    )
+    path = experiment_file(tmp_path, spec, "fsdp_experiment")
     study = Study("fsdp-trial", str(path), {"xattn_every": (1,)}, seeds=(0,), nproc_per_node=2)
     done = run_study(study, home=tmp_path)
     (trial,) = done.get_trials()
@@ -187,11 +172,7 @@ def test_quality_versus_compute_gives_a_pareto_front(tiny_world, tiny_lm_dirs, t
     spec = base_spec(
         tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2, "train.checkpoint_every": 0}
     )
-    path = tmp_path / "pareto_experiment.py"
-    path.write_text(
-        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
-        f"    return RunSpec.from_json({spec.to_json()!r})\n"
-    )
+    path = experiment_file(tmp_path, spec, "pareto_experiment")
     study = Study("pareto", str(path), {"xattn_every": (1, 4)}, seeds=(0,), compute_objective=True)
     done = run_study(study, home=tmp_path)
     assert [len(t.values) for t in done.get_trials()] == [2, 2]  # (loss, seconds) per trial

@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from helpers import base_spec
+from helpers import base_spec, experiment_file
 from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
@@ -100,11 +100,7 @@ def test_two_workers_share_a_study_on_postgres_with_an_mlflow_server(
     postgres, mlflow_server, tiny_world, tiny_lm_dirs, tmp_path
 ):
     spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2})
-    experiment = tmp_path / "pg_experiment.py"
-    experiment.write_text(
-        "from workbench.spec import RunSpec\n\n\ndef spec(home=None):\n"
-        f"    return RunSpec.from_json({spec.to_json()!r})\n"
-    )
+    experiment = experiment_file(tmp_path, spec, "pg_experiment")
     study = Study(
         "postgres-grid", str(experiment),
         {"xattn_every": (1, 2), "special_embeddings": ("trainable", "frozen")}, seeds=(0,),
