@@ -201,7 +201,7 @@ def run(
     from workbench.train.loop import run as run_spec
 
     loaded, spec, choices = _resolve(experiment, sets, ablate, home)
-    seed_list = _seeds(seeds)
+    seed_list = _ints(seeds)
     if (nproc_per_node > 1 or nnodes > 1) and spec.train.strategy == "single":
         raise SpecError(
             "several processes need a data-parallel strategy: add --set train.strategy=fsdp "
@@ -228,16 +228,17 @@ def run(
             typer.echo(f"run {result.run_id}: {result.run_dir}")
 
 
-def _seeds(text: str) -> list[int]:
+def _ints(text: str, option: str = "--seeds") -> list[int]:
+    """A comma-separated list of integers given to ``option``."""
     from workbench.spec import SpecError
 
     try:
-        seeds = [int(s) for s in text.split(",") if s.strip()]
+        values = [int(s) for s in text.split(",") if s.strip()]
     except ValueError:
-        raise SpecError(f"--seeds expects comma-separated integers, got {text!r}") from None
-    if not seeds:
-        raise SpecError("--seeds is empty")
-    return seeds
+        raise SpecError(f"{option} expects comma-separated integers, got {text!r}") from None
+    if not values:
+        raise SpecError(f"{option} is empty")
+    return values
 
 
 @app.command("compare")
@@ -360,7 +361,7 @@ def search(
             raise SpecError(f"--sampler: {sampler!r} is not grid or tpe")
         changes["design"] = "tpe" if sampler == "tpe" else chosen.design
     if seeds is not None:
-        changes["seeds"] = tuple(_seeds(seeds))
+        changes["seeds"] = tuple(_ints(seeds))
     if changes:
         chosen = _replace_study(chosen, changes)
     loaded = experiments.load(chosen.experiment)
@@ -449,7 +450,7 @@ def eval_command(
 
     if demos not in ("random", "rices"):
         raise SpecError(f"--demos: {demos!r} is not random or rices")
-    shot_list = _seeds(shots)
+    shot_list = _ints(shots, "--shots")
     checkpoint = resolve(run_or_checkpoint)
     model, processor, tokenizer, spec = load_model(checkpoint)
     root = data or Path(spec.eval.data)
@@ -578,7 +579,7 @@ def quickstart(
     base = loaded.spec(home=where).override({"train.steps": steps, "train.checkpoint_every": 0})
     plan: list[tuple[str, dict[str, str]]] = [("baseline", {})]
     plan += [(f"{axis}={value}", {axis: value}) for axis, value in QUICKSTART_VARIANTS.items()]
-    seed_list = _seeds(seeds)
+    seed_list = _ints(seeds)
     total = len(plan) * len(seed_list)
     done = 0
     for label, choices in plan:

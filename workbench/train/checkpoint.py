@@ -117,20 +117,13 @@ def resolve(run_or_checkpoint: str | Path) -> Path:
 def load_model(run_or_checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, Any]:
     """(model, image processor, tokenizer, spec) of a checkpoint: the model built from the run's
     spec with its trained parameters loaded (one process)."""
-    from workbench.model.factory import create_model_and_transforms
     from workbench.spec import RunSpec
+    from workbench.train.loop import build_model  # the loop imports this module
 
     path = resolve(run_or_checkpoint)
     state = json.loads((path / "state.json").read_text())
     spec = RunSpec.from_json(state["spec"])
-    m = spec.model
-    model, processor, tokenizer = create_model_and_transforms(
-        m.vision, m.lm, vision_pretrained=m.vision_pretrained, tokenizer=m.tokenizer,
-        xattn_every=m.xattn_every, only_attend_immediate=m.only_attend_immediate,
-        special_embeddings=m.special_embeddings, xattn_heads=m.xattn_heads,
-        xattn_dim_head=m.xattn_dim_head, xattn_ff_mult=m.xattn_ff_mult, resampler=m.resampler,
-        resampler_options=m.resampler_options,
-    )  # fmt: skip
+    model, processor, tokenizer = build_model(spec)
     where = Dist("single", 0, 1, 0, torch.device(device))
     parallel.load_model_state(model.to(device), path / "tensors", where)
     return model.eval(), processor, tokenizer, spec

@@ -175,12 +175,12 @@ def run(
 
     The MLflow store and experiment are created before any worker starts.
     """
+    from workbench import track as tracking
+
     _check(spec)
     home = home_dir(home)
-    uri = tracking_uri or _default_uri(home)
+    uri = tracking_uri or tracking.default_uri(home)
     if track:  # before any worker starts (and before anything slow: an unreachable store fails)
-        from workbench import track as tracking
-
         tracking.prepare(uri, experiment or spec.name, home)
     if nproc_per_node == 1 and nnodes == 1:
         return train(
@@ -218,6 +218,25 @@ def run(
         )
     result = where / "result.json"
     return RunResult.from_json(result.read_text()) if result.exists() else None
+
+
+def build_model(spec: RunSpec) -> tuple[Flamingo, Any, Any]:
+    """(model, image processor, tokenizer) as ``spec.model`` describes them."""
+    m = spec.model
+    return create_model_and_transforms(
+        m.vision,
+        m.lm,
+        vision_pretrained=m.vision_pretrained,
+        tokenizer=m.tokenizer,
+        xattn_every=m.xattn_every,
+        only_attend_immediate=m.only_attend_immediate,
+        special_embeddings=m.special_embeddings,
+        xattn_heads=m.xattn_heads,
+        xattn_dim_head=m.xattn_dim_head,
+        xattn_ff_mult=m.xattn_ff_mult,
+        resampler=m.resampler,
+        resampler_options=m.resampler_options,
+    )
 
 
 def _check(spec: RunSpec) -> None:
@@ -265,7 +284,7 @@ class _Run:
     ) -> None:
         self.spec, self.where, self.home = spec, where, home
         self.dir = run_dir(spec, home)
-        self.uri = tracking_uri or _default_uri(home)
+        self.tracking_uri = tracking_uri
         self.experiment = experiment or spec.name
         self.tags = dict(tags)
         self.schedule = spec.train.schedule.options
@@ -274,22 +293,8 @@ class _Run:
     # --- set-up ---------------------------------------------------------------------------
 
     def _model(self) -> tuple[Flamingo, Any, Any]:
-        m = self.spec.model
         torch.manual_seed(self.spec.train.seed)  # the same initial weights on every rank
-        return create_model_and_transforms(
-            m.vision,
-            m.lm,
-            vision_pretrained=m.vision_pretrained,
-            tokenizer=m.tokenizer,
-            xattn_every=m.xattn_every,
-            only_attend_immediate=m.only_attend_immediate,
-            special_embeddings=m.special_embeddings,
-            xattn_heads=m.xattn_heads,
-            xattn_dim_head=m.xattn_dim_head,
-            xattn_ff_mult=m.xattn_ff_mult,
-            resampler=m.resampler,
-            resampler_options=m.resampler_options,
-        )
+        return build_model(self.spec)
 
     def _data(self, tokenizer: Any, processor: Any, resume: StreamTracker | None) -> Iterator[Step]:
         d = self.spec.data
@@ -447,7 +452,7 @@ class _Run:
             **self.tags,
         }
         tracker = tracking.Tracker(
-            self.uri,
+            self.tracking_uri or tracking.default_uri(self.home),
             self.experiment,
             run_name=f"{self.spec.name}-{self.spec.config_id}-seed{self.spec.train.seed}",
             params=self.spec.flatten(),
@@ -477,7 +482,8 @@ class _Run:
         began = time.perf_counter()
         # per source: loss sum, labelled tokens, tokens, samples; then the objective
         totals = torch.zeros(4 * len(SOURCES) + 1, dtype=torch.float64)
-        for micro in range(accum):
+        losses: list[tuple[int, float, torch.Tensor]] = []  # read once after the loop: no
+        for micro in range(accum):  # device sync between micro-batches
             data = next(steps)
             stream.update(data)
             if not data.parts:
@@ -485,7 +491,12 @@ class _Run:
             # every rank holds the whole global batch, so these are global counts already
             counts = [float((p.batch.labels[:, 1:] != IGNORE_INDEX).sum()) for p in data.parts]
             for i, part in enumerate(data.parts):
-                batch = _rows(part.batch, where.rank, where.world_size).to(where.device)
+                rows = _rows(part.batch, where.rank, where.world_size)  # on the CPU
+                k = SOURCES.index(part.name)
+                totals[4 * k + 1] += float((rows.labels[:, 1:] != IGNORE_INDEX).sum())
+                totals[4 * k + 2] += float(rows.attention_mask.sum())
+                totals[4 * k + 3] += len(rows)
+                batch = rows.to(where.device)
                 last = micro == accum - 1 and i == len(data.parts) - 1
                 with parallel.gradient_sync(model, last), autocast:
                     logits = model(
@@ -494,12 +505,11 @@ class _Run:
                     loss_sum = _token_loss_sum(logits, batch.labels)
                     scale = part.loss_multiplier / (max(counts[i], 1.0) * accum)
                     (loss_sum * scale * where.world_size).backward()
-                k = SOURCES.index(part.name)
-                totals[4 * k] += float(loss_sum.detach())
-                totals[4 * k + 1] += float((batch.labels[:, 1:] != IGNORE_INDEX).sum())
-                totals[4 * k + 2] += float(batch.attention_mask.sum())
-                totals[4 * k + 3] += len(batch)
-                totals[-1] += float(loss_sum.detach()) * scale
+                losses.append((k, scale, loss_sum.detach()))
+        values = torch.stack([loss for _, _, loss in losses]).double().cpu()
+        for (k, scale, _), value in zip(losses, values.tolist(), strict=True):
+            totals[4 * k] += value
+            totals[-1] += value * scale
         parallel.all_reduce_sum(totals, where)
         lr = spec.train.lr * self.schedule(step, spec.train.steps)
         for group in optimizer.param_groups:
@@ -524,10 +534,6 @@ class _Run:
         metrics["throughput/samples_per_s"] = samples / seconds
         metrics["time/step_s"] = seconds
         return metrics
-
-
-def _default_uri(home: Path) -> str:
-    return f"sqlite:///{home.resolve() / 'mlflow.db'}"
 
 
 def _check_batch_sizes(mixture: Any, world_size: int) -> None:

@@ -227,23 +227,37 @@ _LOAD_OPTIONS = StateDictOptions(
 )
 
 
-def training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
-    """The trainable parameters (``model.*``) and the optimizer's tensors (``optim.*``), sharded
-    as they are in memory (DTensors under FSDP). Tied parameters appear once."""
+def _model_tensors(model: nn.Module) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """(the trainable state dict, its tensors under ``model.*`` with tied parameters once)."""
+    state: dict[str, Any] = get_model_state_dict(model, options=_OPTIONS)
     tensors: dict[str, torch.Tensor] = {}
     seen: set[int] = set()
-    model_state: dict[str, Any] = get_model_state_dict(model, options=_OPTIONS)
-    optim_state: dict[str, Any] = get_optimizer_state_dict(model, optimizer, options=_OPTIONS)
-    for key, value in model_state.items():
+    for key, value in state.items():
         storage = (value.to_local() if isinstance(value, DTensor) else value).untyped_storage()
         if storage.data_ptr() in seen and storage.nbytes():
             continue  # the second name of a tied parameter
         seen.add(storage.data_ptr())
         tensors[f"model.{key}"] = value
+    return state, tensors
+
+
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
+    """The trainable parameters (``model.*``) and the optimizer's tensors (``optim.*``), sharded
+    as they are in memory (DTensors under FSDP). Tied parameters appear once."""
+    _, tensors = _model_tensors(model)
+    optim_state: dict[str, Any] = get_optimizer_state_dict(model, optimizer, options=_OPTIONS)
     for key, value in optim_state.items():
         if isinstance(value, torch.Tensor):  # hyperparameters come from the spec, not the file
             tensors[f"optim.{key}"] = value
     return tensors
+
+
+@contextlib.contextmanager
+def _one_process_is_intended() -> Iterator[None]:
+    """DCP warns that it assumes one process when no group exists: that is what we mean."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "torch.distributed is disabled")
+        yield
 
 
 def save_training_state(
@@ -252,58 +266,53 @@ def save_training_state(
     """Writes :func:`training_state` as safetensors files (one per rank under FSDP), through
     ``torch.distributed.checkpoint``: loading it runs no pickle."""
     writer = HuggingFaceStorageWriter(str(path), save_distributed=where.world_size > 1)
-    with warnings.catch_warnings():  # "assuming the intent is to save in a single process": yes
-        warnings.filterwarnings("ignore", "torch.distributed is disabled")
+    with _one_process_is_intended():
         dcp.save(training_state(model, optimizer), storage_writer=writer, no_dist=not where.active)
 
 
-def load_model_state(model: nn.Module, path: Path, where: Dist) -> None:
-    """Restores only the trainable parameters that :func:`save_training_state` wrote."""
-    model_state: dict[str, Any] = get_model_state_dict(model, options=_OPTIONS)
-    wanted: dict[str, torch.Tensor] = {}
-    seen: set[int] = set()
-    for key, value in model_state.items():
-        storage = (value.to_local() if isinstance(value, DTensor) else value).untyped_storage()
-        if storage.data_ptr() in seen and storage.nbytes():
-            continue
-        seen.add(storage.data_ptr())
-        wanted[f"model.{key}"] = value
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "torch.distributed is disabled")
+def _read(tensors: dict[str, torch.Tensor], path: Path, where: Dist) -> None:
+    """Fills ``tensors`` in place from the safetensors checkpoint at ``path``."""
+    with _one_process_is_intended():
         reader = HuggingFaceStorageReader(str(path))
-        dcp.load(wanted, storage_reader=reader, no_dist=not where.active)
-    loaded: dict[str, Any] = {k.removeprefix("model."): v for k, v in wanted.items()}
-    for key in model_state:
-        loaded.setdefault(key, model_state[key])
-    set_model_state_dict(model, loaded, options=_LOAD_OPTIONS)
+        dcp.load(tensors, storage_reader=reader, no_dist=not where.active)
 
 
-def load_training_state(
-    model: nn.Module, optimizer: torch.optim.Optimizer, path: Path, where: Dist
-) -> None:
-    """Restores what :func:`save_training_state` wrote, resharding to this run's ranks."""
-    state = training_state(model, optimizer)
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", "torch.distributed is disabled")
-        reader = HuggingFaceStorageReader(str(path))
-        dcp.load(state, storage_reader=reader, no_dist=not where.active)
-    model_state: dict[str, Any] = {
-        k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")
+def _set_model(model: nn.Module, full: dict[str, Any], loaded: dict[str, torch.Tensor]) -> None:
+    """Puts the loaded ``model.*`` tensors into the model (tied names share the tensor loaded
+    under their first name)."""
+    state: dict[str, Any] = {
+        k.removeprefix("model."): v for k, v in loaded.items() if k.startswith("model.")
     }
-    full_model: dict[str, Any] = get_model_state_dict(model, options=_OPTIONS)
-    for key in full_model:  # tied names share the tensor loaded under their first name
-        model_state.setdefault(key, full_model[key])
+    for key in full:
+        state.setdefault(key, full[key])
     frozen = {name for name, p in model.named_parameters() if not p.requires_grad}
-    result = set_model_state_dict(model, model_state, options=_LOAD_OPTIONS)
+    result = set_model_state_dict(model, state, options=_LOAD_OPTIONS)
     missing = sorted(set(result.missing_keys) - frozen)
     if missing or result.unexpected_keys:
         raise RuntimeError(
             f"the checkpoint does not fit the model: missing {missing}, "
             f"unexpected {sorted(result.unexpected_keys)}"
         )
+
+
+def load_model_state(model: nn.Module, path: Path, where: Dist) -> None:
+    """Restores only the trainable parameters that :func:`save_training_state` wrote."""
+    full, tensors = _model_tensors(model)
+    _read(tensors, path, where)
+    _set_model(model, full, tensors)
+
+
+def load_training_state(
+    model: nn.Module, optimizer: torch.optim.Optimizer, path: Path, where: Dist
+) -> None:
+    """Restores what :func:`save_training_state` wrote, resharding to this run's ranks."""
+    full, tensors = _model_tensors(model)
     optim_state: dict[str, Any] = get_optimizer_state_dict(model, optimizer, options=_OPTIONS)
+    tensors.update({f"optim.{k}": v for k, v in optim_state.items() if isinstance(v, torch.Tensor)})
+    _read(tensors, path, where)
+    _set_model(model, full, tensors)
     optim_state.update(
-        {k.removeprefix("optim."): v for k, v in state.items() if k.startswith("optim.")}
+        {k.removeprefix("optim."): v for k, v in tensors.items() if k.startswith("optim.")}
     )
     set_optimizer_state_dict(model, optimizer, optim_state, options=_OPTIONS)
 
