@@ -1,42 +1,28 @@
 """How each step divides its samples between LAION pairs and MMC4 documents (paper: 2:1).
 
 ``a:b`` keeps the base spec's samples per step and splits them a:b between the sources (the
-``paired`` mixture, each source's loss multiplier unchanged); ``laion_only`` and ``mmc4_only``
+``paired`` mixture, its loss multipliers at their defaults); ``laion_only`` and ``mmc4_only``
 spend them all on one source.
 """
 
 from workbench.axes import Axis
+from workbench.data.mixture import mixture_for_ratio, samples_per_step, single_source_mixture
 from workbench.spec import RunSpec, SpecError
-
-
-def _samples(spec: RunSpec) -> int:
-    options = spec.data.mixture.options
-    if spec.data.mixture.name == "paired":
-        return options.laion_batch_size + options.mmc4_batch_size
-    return options.batch_size
 
 
 def ratio(laion: int, mmc4: int):
     def apply(spec: RunSpec) -> RunSpec:
-        total = _samples(spec)
-        laion_size = round(total * laion / (laion + mmc4))
-        if not 0 < laion_size < total:
-            raise SpecError(f"mixture {laion}:{mmc4} leaves a source empty at {total} samples")
-        return spec.override(
-            {
-                "data.mixture": "paired",
-                "data.mixture.laion_batch_size": laion_size,
-                "data.mixture.mmc4_batch_size": total - laion_size,
-            }
-        )
+        samples = samples_per_step(spec.data.mixture)
+        mixture = mixture_for_ratio({"laion": laion, "mmc4": mmc4}, samples)
+        return spec.override({"data.mixture": mixture})
 
     return apply
 
 
 def single(source: str):
     def apply(spec: RunSpec) -> RunSpec:
-        total = _samples(spec)
-        return spec.override({"data.mixture": f"{source}_only", "data.mixture.batch_size": total})
+        mixture = single_source_mixture(source, samples_per_step(spec.data.mixture))
+        return spec.override({"data.mixture": mixture})
 
     return apply
 

@@ -23,7 +23,7 @@ from workbench.data.shapes import write_shapes_world
 from workbench.data.stream import shard_pattern
 from workbench.model.tiny import save_tiny_lm
 from workbench.spec import RunSpec
-from workbench.train import train
+from workbench.train.loop import train
 
 
 def main() -> None:

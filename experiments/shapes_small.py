@@ -10,7 +10,7 @@ from pathlib import Path
 from workbench.backbones.shapes import prepare_shapes
 from workbench.experiments import shapes_spec
 from workbench.spec import RunSpec
-from workbench.train import home_dir
+from workbench.train.result import home_dir
 
 SIZE = "small"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from workbench.backbones.shapes import prepare_shapes
 from workbench.experiments import shapes_spec
 from workbench.spec import RunSpec
-from workbench.train import home_dir
+from workbench.train.result import home_dir
 
 SIZE = "tiny"
 
@@ -33,8 +33,8 @@ def spec(home: str | Path | None = None) -> RunSpec:
         f"shapes_{SIZE}",
         home,
         **{
-            "model.resampler_options.depth": 2,
-            "model.resampler_options.num_latents": 16,
+            "model.resampler.depth": 2,
+            "model.resampler.num_latents": 16,
             "model.xattn_heads": 4,
             "model.xattn_dim_head": 32,
             "data.mixture.laion_batch_size": 32,

@@ -12,6 +12,7 @@ import pytest
 import torch
 from transformers.utils import logging as hf_logging
 
+import workbench.components  # noqa: F401  (specs are built of registered components)
 from workbench.model.lm import LM_ADAPTERS
 from workbench.model.tiny import save_tiny_lm
 

@@ -43,7 +43,7 @@ def base_spec(world: dict[str, str], lm_dir: Path, **changes) -> RunSpec:
     return RunSpec(name="t").override(
         {
             "model.lm": str(lm_dir),
-            "model.resampler_options.depth": 1,
+            "model.resampler.depth": 1,
             "data.laion_shards": world["laion"],
             "data.mmc4_shards": world["mmc4"],
             "data.mixture.laion_batch_size": 4,

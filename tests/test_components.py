@@ -14,7 +14,7 @@ from workbench.data.mixture import MIXTURES
 from workbench.model.embeddings import SPECIAL_EMBEDDINGS
 from workbench.model.lm import LM_ADAPTERS
 from workbench.model.resampler import RESAMPLERS
-from workbench.train import train
+from workbench.train.loop import train
 from workbench.train.optim import SCHEDULES
 
 load_ablations()

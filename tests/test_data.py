@@ -21,7 +21,8 @@ from workbench.data.laion import LaionOptions, LaionSource
 from workbench.data.loader import MixtureDataset, StreamTracker, make_loader
 from workbench.data.mixture import LaionOnly, MMC4Only, Paired, Sampled
 from workbench.data.mmc4 import MMC4Options, MMC4Source, interleave
-from workbench.data.shapes import FILLER, caption, png_bytes, random_scene, write_shapes_world
+from workbench.data.scenes import FILLER, caption, random_scene
+from workbench.data.shapes import png_bytes, write_shapes_world
 from workbench.data.stream import expand_shards
 from workbench.model.factory import load_tokenizer
 from workbench.model.tiny import train_tiny_tokenizer

@@ -1,10 +1,15 @@
 """Few-shot evaluation: metrics on hand-made cases, dataset loaders, prompts, RICES, the
-zero-gate model ignoring images, and evaluation through the CLI into MLflow."""
+zero-gate model ignoring images, a group of ranks scoring like one process, the spec-level entry
+points, and evaluation through the CLI into MLflow."""
 
 from __future__ import annotations
 
+import copy
 import json
 import math
+import threading
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -22,6 +27,7 @@ from workbench.eval.fewshot import (
     postprocess,
     prompt,
 )
+from workbench.eval.group import Group
 from workbench.eval.metrics import (
     accuracy,
     cider,
@@ -30,10 +36,12 @@ from workbench.eval.metrics import (
     roc_auc,
     vqa_accuracy,
 )
+from workbench.eval.run import Evaluator, check_eval_spec, evaluate_tasks
 from workbench.eval.tasks import TASKS, jsonl_classification, load_task
 from workbench.model import create_model_and_transforms
+from workbench.spec import EvalSpec, SpecError
 from workbench.track import default_uri
-from workbench.train import train
+from workbench.train.loop import train
 
 
 @pytest.mark.parametrize(
@@ -175,6 +183,89 @@ def test_evaluate_gives_trials_mean_and_std(tiny_model, tiny_world):
     scored = evaluate(model, tokenizer, processor, colour, 0, trials=1, subset=4, demos="rices")
     assert 0.0 <= scored.mean <= 1.0
     assert 0.0 < majority_baseline(vqa) < 1.0
+
+
+def test_a_group_of_two_ranks_scores_like_one_process(tiny_model, tiny_world):
+    model, processor, tokenizer = tiny_model
+    colour = load_task("classification_colour", tiny_world["eval"])
+    options = {"trials": 2, "subset": 5, "batch_size": 1}  # one item a batch: the same passes
+    alone = evaluate(model, tokenizer, processor, colour, 1, **options)
+    assert Group().all("x") == ["x"]
+    slots: list[object] = [None, None]
+    barrier = threading.Barrier(2, timeout=120)
+    results: list[object] = [None, None]
+
+    def gather(rank: int, obj: object) -> list[object]:
+        slots[rank] = obj
+        barrier.wait()
+        every = list(slots)
+        barrier.wait()  # nobody overwrites a slot before both have read them
+        return every
+
+    def rank(r: int) -> None:
+        group = Group(r, 2, gather=lambda obj: gather(r, obj))
+        try:  # a process each: its own model (media state) and tokenizer
+            own = copy.deepcopy(model), copy.deepcopy(tokenizer)
+            results[r] = evaluate(own[0], own[1], processor, colour, 1, group=group, **options)
+        except BaseException:
+            barrier.abort()  # the other rank stops waiting
+            raise
+
+    threads = [threading.Thread(target=rank, args=(r,)) for r in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for result in results:  # rank 1 has two items and a padding one; each item counts once
+        assert result == alone
+
+
+def test_check_eval_spec_names_each_mistake(tiny_world, tmp_path):
+    check_eval_spec(EvalSpec())  # never evaluating needs nothing
+    good = EvalSpec(every=2, tasks=("vqa",), data=tiny_world["eval"])
+    check_eval_spec(good)
+    cases = [
+        (EvalSpec(every=-1), "eval.every must be >= 0"),
+        (replace(good, tasks=()), r"eval.every > 0 needs eval.tasks and eval.data"),
+        (replace(good, data=""), r"eval.every > 0 needs eval.tasks and eval.data"),
+        (replace(good, tasks=("vqa", "nope")), r"eval.tasks: unknown \['nope'\]; valid: \["),
+        (replace(good, data=str(tmp_path / "missing")), "eval.data: .*missing is not a directory"),
+    ]
+    for spec, message in cases:
+        with pytest.raises(SpecError, match=message):
+            check_eval_spec(spec)
+
+
+def test_the_evaluator_is_due_every_few_steps_and_at_the_end(tiny_model, tiny_world):
+    off = Evaluator(EvalSpec(), None, None, None)
+    assert not off.enabled and not off.due(0, 10) and off() == {}
+    model, processor, tokenizer = tiny_model
+    spec = EvalSpec(every=4, tasks=("classification_shape",), data=tiny_world["eval"],
+                    shots=(0,), subset=2)  # fmt: skip
+    on = Evaluator(spec, model, tokenizer, processor)
+    assert on.enabled and [s for s in range(11) if on.due(s, 10)] == [0, 4, 8, 10]
+    shape = load_task("classification_shape", tiny_world["eval"])
+    direct = evaluate(model, tokenizer, processor, shape, 0, trials=1, subset=2)
+    assert on() == {"eval/classification_shape/0shot": direct.mean}
+
+
+def test_evaluate_tasks_gives_a_line_per_task_and_shot(tiny_model, tiny_world):
+    model, processor, tokenizer = tiny_model
+    root = Path(tiny_world["eval"])
+    scores = evaluate_tasks(model, tokenizer, processor, root, ["classification_colour", "vqa"],
+                            [0, 1], trials=2, subset=2, demos="random")  # fmt: skip
+    assert [(s.task, s.shots) for s in scores] == [
+        ("classification_colour", 0), ("classification_colour", 1), ("vqa", 0), ("vqa", 1),
+    ]  # fmt: skip
+    last = scores[-1]
+    assert last.majority == majority_baseline(load_task("vqa", root), 2)
+    assert last.line() == (
+        f"vqa 1-shot vqa_accuracy: {last.result.mean:.4f} ± {last.result.std:.4f} over 2 trials, "
+        f"2 examples (majority answer: {last.majority:.4f})"
+    )
+    with pytest.raises(SpecError, match="demos: 'best' is not random or rices"):
+        evaluate_tasks(model, tokenizer, processor, root, ["vqa"], [0], trials=1, subset=1,
+                       demos="best")  # fmt: skip
 
 
 def test_training_evaluates_periodically_and_wb_eval_logs_to_the_run(

@@ -7,6 +7,8 @@ import json
 import os
 import signal
 import subprocess
+import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -17,7 +19,18 @@ from mlflow.tracking import MlflowClient
 from optuna.trial import TrialState
 
 from workbench.report import holm
-from workbench.search import WORKER, Study, run_study, storage_for, study_json, work
+from workbench.search import (
+    STUDIES,
+    WORKER,
+    Study,
+    load_studies,
+    run_study,
+    storage_for,
+    study_json,
+    study_variant,
+    work,
+)
+from workbench.spec import RunSpec, SpecError
 from workbench.track import default_uri
 
 
@@ -63,7 +76,6 @@ def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tm
     from typer.testing import CliRunner
 
     from workbench.cli import app
-    from workbench.search import STUDIES
 
     assert "grid-two-workers" in STUDIES
     out = CliRunner().invoke(
@@ -95,7 +107,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
 
     optuna_study = open_study(study, storage)
     parent = study_parent_run(
-        default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0
+        default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0, tmp_path
     )
     worker = subprocess.Popen(
         [*WORKER, study.name, "--home", str(tmp_path),
@@ -141,7 +153,7 @@ def test_a_pruned_trial_is_pruned_in_optuna_and_killed_in_mlflow(
 
     open_study(study, storage_for(None, tmp_path))
     uri = default_uri(tmp_path)
-    parent = study_parent_run(uri, study.mlflow_experiment(tmp_path), study.name, 0)
+    parent = study_parent_run(uri, study.mlflow_experiment(tmp_path), study.name, 0, tmp_path)
     work(study, storage=None, home=tmp_path, uri=uri, parent_run_id=parent)
     trials = optuna.load_study(study_name="pruned", storage=storage_for(None, tmp_path)).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.PRUNED]
@@ -181,3 +193,63 @@ def test_quality_versus_compute_gives_a_pareto_front(tiny_world, tiny_lm_dirs, t
 
     front = pareto_front(done)
     assert 1 <= len(front) <= 2 and {"objective", "seconds", "xattn_every"} <= set(front[0])
+
+
+def test_loading_and_applying_axes_does_not_import_optuna():
+    code = textwrap.dedent(
+        """
+        import sys
+        import workbench.components  # what an experiment file's spec needs (no optuna)
+        from workbench.axes import AXES, load_ablations
+        from workbench.spec import RunSpec
+
+        load_ablations()
+        spec = AXES.get("xattn_every").apply(RunSpec(name="t"), "2")
+        assert spec.model.xattn_every == 2
+        assert "optuna" not in sys.modules, "loading the axes imported optuna"
+        assert "workbench.search" not in sys.modules
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+def test_studies_load_from_their_own_file_of_the_checkout_and_the_working_directory(
+    tmp_path, monkeypatch
+):
+    (tmp_path / "ablations").mkdir()
+    (tmp_path / "ablations" / "studies.py").write_text(
+        "from workbench.search import Study\n\n"
+        "Study('from-the-working-directory', 'shapes_tiny', {'xattn_every': (1, 2)})\n"
+    )
+    monkeypatch.chdir(tmp_path)
+    studies = load_studies()
+    assert "open_questions" in studies  # the checkout's ablations/studies.py
+    assert "from-the-working-directory" in studies
+    assert studies.get("open_questions").cells()[0]["xattn_every"] == "1"  # axes loaded first
+
+
+def test_a_study_of_an_experiment_whose_spec_takes_no_home(tmp_path):
+    path = tmp_path / "no_home.py"
+    path.write_text(
+        "from workbench.spec import RunSpec\n\n\ndef spec():\n    return RunSpec(name='no-home')\n"
+    )
+    study = Study("spec-without-home", str(path), {"xattn_every": (1, 2)},
+                  overrides={"train.steps": 3})  # fmt: skip
+    spec = study.base_spec(tmp_path)
+    assert isinstance(spec, RunSpec) and spec.train.steps == 3
+    assert study.mlflow_experiment(tmp_path) == "no-home"
+    assert "spec-without-home" in STUDIES
+
+
+def test_a_study_variant_is_its_own_registered_study():
+    study = Study("variant-base", "shapes_tiny", {"xattn_every": (1, 2)})
+    assert study_variant(study) is study
+    more = study_variant(study, seeds=(0, 1, 2), sampler="tpe")
+    assert more.name == "variant-base[design=tpe-seeds=(0,1,2)]" and more.seeds == (0, 1, 2)
+    assert (
+        STUDIES.get(more.name) is more
+        and study_variant(study, seeds=(0, 1, 2), sampler="tpe") is more
+    )
+    with pytest.raises(SpecError, match="not grid or tpe"):
+        study_variant(study, sampler="random")

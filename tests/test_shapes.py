@@ -8,7 +8,8 @@ import json
 import polars as pl
 import pytest
 
-from workbench.data.shapes import COLOURS, SHAPES, write_shapes_world
+from workbench.data.scenes import COLOURS, SHAPES
+from workbench.data.shapes import write_shapes_world
 from workbench.data.shapes_eval import INVENTED
 from workbench.data.stats import mmc4_threshold_table, plot_threshold_table
 

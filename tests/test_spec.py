@@ -18,7 +18,7 @@ def test_flatten_gives_every_leaf_with_choices_by_name():
     assert flat["data.mixture.laion_loss_multiplier"] == 0.2
     assert flat["data.mmc4_filter.threshold"] == 0.24
     assert flat["train.schedule"] == "constant" and flat["train.schedule.warmup_steps"] == 1875
-    assert flat["model.resampler_options.num_latents"] == 64
+    assert flat["model.resampler.num_latents"] == 64
     assert flat["eval.shots"] == [4]
     assert "data.mixture.sources" not in flat  # a class constant, not an option
 
@@ -116,3 +116,48 @@ def test_weight_decay_applies_to_cross_attention_only(tiny_lm_dirs):
     )
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for g in optimizer.param_groups for p in g["params"]} == trainable
+
+
+def test_xattn_every_has_one_rule_for_set_ablate_and_the_model(tiny_lm_dirs):
+    from workbench.axes import load_ablations
+    from workbench.model import create_model_and_transforms
+
+    lm = str(tiny_lm_dirs["llama"])  # 4 decoder layers
+    spec = RunSpec().override({"model.lm": lm})
+    assert spec.override({"model.xattn_every": 2}).model.xattn_every == 2
+    divide = r"does not divide the LM's 4 decoder layers; valid: \[1, 2, 4\]"
+    with pytest.raises(SpecError, match=divide):  # --set
+        spec.override({"model.xattn_every": 3})
+    with pytest.raises(SpecError, match=divide):  # --ablate
+        load_ablations().get("xattn_every").apply(spec, "3")
+    with pytest.raises(ValueError, match=divide):  # the model factory
+        create_model_and_transforms("wb-tiny-vit", lm, xattn_every=3)
+    with pytest.raises(SpecError, match="exceeds the LM's 4 decoder layers"):
+        spec.override({"model.xattn_every": 8})
+    with pytest.raises(SpecError, match="positive integer"):
+        spec.override({"model.xattn_every": 0})
+    # a later change of the LM is checked against the value already set
+    with pytest.raises(SpecError, match=divide):
+        RunSpec().override({"model.xattn_every": 3}).override({"model.lm": lm})
+
+
+def test_component_choices_have_one_form():
+    spec = RunSpec()
+    flat = spec.flatten()
+    kinds = {"model.special_embeddings": "special_embeddings", "model.resampler": "resampler",
+             "data.mixture": "mixture", "data.mmc4_filter": "mmc4_filter",
+             "train.schedule": "schedule"}  # fmt: skip
+    for key, expected in kinds.items():
+        kind, name = spec_choice(spec, key)
+        assert kind == expected and flat[key] == name and isinstance(name, str), key
+    assert flat["model.resampler.depth"] == 6
+    frozen = spec.override({"model.special_embeddings": "frozen"})
+    assert type(frozen.model.special_embeddings.options).__name__ == "Frozen"
+
+
+def spec_choice(spec: RunSpec, key: str) -> tuple[str, str]:
+    node = spec
+    for part in key.split("."):
+        node = getattr(node, part)
+    assert isinstance(node, Choice), key
+    return node.kind, node.name

@@ -18,10 +18,13 @@ from mlflow.tracking import MlflowClient
 
 from workbench.data.stream import expand_shards, shard_pattern
 from workbench.model import create_model_and_transforms
+from workbench.runs import Processes, RunOptions, execute
 from workbench.spec import RunSpec, SpecError
 from workbench.track import metric_history
-from workbench.train import loop, run, train
+from workbench.train import loop
 from workbench.train.checkpoint import completed
+from workbench.train.loop import train
+from workbench.train.result import RunResult, run_dir
 
 
 def test_shard_pattern_names_exactly_its_shards(tmp_path):
@@ -105,14 +108,14 @@ def test_a_nonfinite_loss_skips_the_step_and_is_counted(
     tiny_world, tiny_lm_dirs, tmp_path, monkeypatch
 ):
     calls = {"n": 0}
-    real = loop._token_loss_sum
+    real = loop.token_loss_sum
 
     def poisoned(logits, labels):
         calls["n"] += 1
         loss = real(logits, labels)
         return loss * math.nan if calls["n"] == 3 else loss  # the first part of step 2
 
-    monkeypatch.setattr(loop, "_token_loss_sum", poisoned)
+    monkeypatch.setattr(loop, "token_loss_sum", poisoned)
     spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 3})
     result = train(spec, home=tmp_path, track=False, show_progress=False)
     assert [h["skipped"] for h in result.history] == [0.0, 1.0, 0.0]
@@ -189,7 +192,7 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_
     )
     home = tmp_path / "killed"
     child = _run_in_subprocess(spec, home, "--no-progress")
-    marker = loop.run_dir(spec, home) / "checkpoints" / "step-00000030" / "COMPLETE"
+    marker = run_dir(spec, home) / "checkpoints" / "step-00000030" / "COMPLETE"
     deadline = time.monotonic() + 300
     while not marker.exists():
         assert child.poll() is None, child.stderr.read()
@@ -197,13 +200,13 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_
         time.sleep(0.01)
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
-    assert not (loop.run_dir(spec, home) / "result.json").exists()  # it really died mid-run
+    assert not (run_dir(spec, home) / "result.json").exists()  # it really died mid-run
 
     # the resumed and the uninterrupted runs run as the killed one did (a process, one thread)
     assert _run_in_subprocess(spec, home, "--no-progress", "--resume").wait() == 0
     assert _run_in_subprocess(spec, tmp_path / "whole", "--no-progress").wait() == 0
     resumed, whole = (
-        loop.RunResult.from_json((loop.run_dir(spec, h) / "result.json").read_text())
+        RunResult.from_json((run_dir(spec, h) / "result.json").read_text())
         for h in (home, tmp_path / "whole")
     )
     assert len(resumed.history) == len(whole.history) == 60
@@ -225,12 +228,10 @@ def test_two_processes_match_one(tiny_world, tiny_lm_dirs, tmp_path, strategy):
            "eval.tasks": "vqa,classification_shape", "eval.shots": "0,2", "eval.subset": 5},
     )  # fmt: skip
     single = train(spec, home=tmp_path / "one", track=False, show_progress=False)
-    two = run(
+    two = execute(
         spec.override({"train.strategy": strategy}),
-        nproc_per_node=2,
-        home=tmp_path / "two",
-        tags={"axis.strategy": strategy},
-        show_progress=False,
+        RunOptions(home=tmp_path / "two", tags={"axis.strategy": strategy}, show_progress=False),
+        Processes(nproc_per_node=2),
     )
     for key in ("loss", "loss/laion", "loss/mmc4", "grad_norm", "gate/attn/3"):
         assert two.curve(key) == pytest.approx(single.curve(key), abs=1e-4, nan_ok=True), key

@@ -78,17 +78,23 @@ class Axis:
 
 _loaded: set[Path] = set()
 
+#: The file of the studies (``workbench.search.load_studies`` runs it): not an axis, and it
+#: imports optuna, which a run with ``--ablate`` should not pay for.
+STUDIES_FILE = "studies.py"
+
+
+def ablation_directories(directory: str | Path | None = None) -> list[Path]:
+    """``directory``, else the working directory's ``ablations/`` and the checkout's."""
+    return [Path(directory)] if directory is not None else [Path("ablations").resolve(), BUILTIN]
+
 
 def load_ablations(directory: str | Path | None = None) -> Registry[Axis]:
-    """Runs every ``ablations/*.py`` (of ``directory``, else the working directory's and the
-    checkout's) once, so their axes are registered; returns :data:`AXES`."""
-    directories = (
-        [Path(directory)] if directory is not None else [Path("ablations").resolve(), BUILTIN]
-    )
-    for folder in directories:
+    """Runs every ``ablations/*.py`` but ``studies.py`` (of :func:`ablation_directories`) once,
+    so their axes are registered; returns :data:`AXES`."""
+    for folder in ablation_directories(directory):
         for path in sorted(folder.glob("*.py")) if folder.is_dir() else []:
             resolved = path.resolve()
-            if resolved in _loaded or path.name.startswith("_"):
+            if resolved in _loaded or path.name.startswith("_") or path.name == STUDIES_FILE:
                 continue
             _loaded.add(resolved)
             runpy.run_path(str(path), run_name=f"ablations.{path.stem}")

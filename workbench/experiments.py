@@ -8,14 +8,16 @@ the workbench checkout) or given as a path.
 from __future__ import annotations
 
 import difflib
+import inspect
 import runpy
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import workbench.components  # noqa: F401  (experiment files build specs of registered components)
 from workbench.spec import RunSpec
-from workbench.train.loop import home_dir
+from workbench.train.result import home_dir
 
 BUILTIN = Path(__file__).resolve().parents[1] / "experiments"
 
@@ -26,6 +28,22 @@ class Experiment:
     path: Path
     spec: Callable[..., RunSpec]
     prepare: Callable[..., None] | None
+
+    def build(self, home: str | Path | None = None) -> RunSpec:
+        """The experiment's spec (``spec(home=...)`` when its ``spec`` takes a home)."""
+        return with_home(self.spec, home)
+
+    def build_inputs(self, home: str | Path | None = None) -> None:
+        """Runs ``prepare`` (e.g. writes the shapes world and builds backbones), if it has one."""
+        if self.prepare is not None:
+            with_home(self.prepare, home)
+
+
+def with_home(function: Callable[..., Any], home: str | Path | None) -> Any:
+    """``function(home=home_dir(home))`` when it takes a ``home``, else ``function()``."""
+    if "home" in inspect.signature(function).parameters:
+        return function(home=home_dir(home))
+    return function()
 
 
 def directories() -> list[Path]:

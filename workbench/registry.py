@@ -90,3 +90,18 @@ class Registry(Generic[T]):
 
     def __repr__(self) -> str:
         return f"Registry({self.kind!r}, {self.names()})"
+
+
+def registry(kind: str) -> Registry[object]:
+    """The registry of components of ``kind``.
+
+    The built-in components are registered by importing ``workbench.components`` (the run layer,
+    the command line and ``workbench.experiments`` do); the registry itself imports nothing.
+    """
+    try:
+        return REGISTRIES[kind]
+    except KeyError:
+        raise RegistryError(
+            f"no {kind!r} components are registered: import workbench.components first "
+            f"(registered kinds: {', '.join(sorted(REGISTRIES)) or 'none'})"
+        ) from None

@@ -15,18 +15,11 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import workbench.data.filters
-import workbench.data.mixture
-import workbench.model.embeddings
-import workbench.train.optim  # noqa: F401  (these imports fill the registries named below)
-from workbench.data.laion import LaionOptions
-from workbench.data.mmc4 import MMC4Options
-from workbench.model.resampler import ResamplerOptions
-from workbench.registry import REGISTRIES
+from workbench.registry import registry
 
 # How a run executes, not what it computes: the training loop makes results independent of the
 # number of processes, and recomputing activations or saving more often changes no number.
@@ -55,7 +48,39 @@ class Choice:
 
     @classmethod
     def of(cls, kind: str, name: str, **options: Any) -> Choice:
-        return cls(kind, name, REGISTRIES[kind].get(name)(**options))  # type: ignore[operator]
+        """The component ``name`` of ``kind`` with ``options`` (the rest at their defaults).
+
+        A registered component is either its own options dataclass (a mixture, a schedule) or
+        names one as ``options_type`` (a resampler module).
+        """
+        component: Any = registry(kind).get(name)
+        make = getattr(component, "options_type", component)
+        return cls(kind, name, make(**options))
+
+
+def _default(kind: str, name: str) -> Callable[[], Choice]:
+    """A dataclass ``default_factory``: the component ``name`` at its defaults."""
+    return lambda: Choice.of(kind, name)
+
+
+@dataclass(frozen=True)
+class LaionOptions:
+    """How LAION pairs become examples."""
+
+    max_tokens: int = 32
+    hflip_prob: float = 0.5  # the reference flips; the shapes world must not (left/right)
+
+
+@dataclass(frozen=True)
+class MMC4Options:
+    """How MMC4 documents become examples (the image filter is ``data.mmc4_filter``)."""
+
+    max_tokens: int = 256
+    max_images: int = 6
+    min_images: int = 1
+    single_image_keep_prob: float = 0.5
+    min_image_bytes: int = 11_000  # the reference drops images of 10 kB or less
+    hflip_prob: float = 0.5
 
 
 @dataclass(frozen=True)
@@ -65,10 +90,9 @@ class ModelSpec:
     lm: str = ""  # Hugging Face id or local directory
     tokenizer: str | None = None  # defaults to lm
     xattn_every: int = 1
-    special_embeddings: str = "trainable"
+    special_embeddings: Choice = field(default_factory=_default("special_embeddings", "trainable"))
     only_attend_immediate: bool = True
-    resampler: str = "perceiver"
-    resampler_options: ResamplerOptions = field(default_factory=ResamplerOptions)
+    resampler: Choice = field(default_factory=_default("resampler", "perceiver"))
     xattn_heads: int = 8
     xattn_dim_head: int = 64
     xattn_ff_mult: int = 4
@@ -78,10 +102,8 @@ class ModelSpec:
 class DataSpec:
     laion_shards: str = ""  # brace pattern of webdataset shards
     mmc4_shards: str = ""
-    mixture: Choice = field(default_factory=lambda: Choice.of("mixture", "paired"))
-    mmc4_filter: Choice = field(
-        default_factory=lambda: Choice.of("mmc4_filter", "similarity_threshold")
-    )
+    mixture: Choice = field(default_factory=_default("mixture", "paired"))
+    mmc4_filter: Choice = field(default_factory=_default("mmc4_filter", "similarity_threshold"))
     laion: LaionOptions = field(default_factory=LaionOptions)
     mmc4: MMC4Options = field(default_factory=MMC4Options)
     workers: int = 0  # dataloader workers per rank
@@ -93,7 +115,7 @@ class TrainSpec:
     steps: int = 1000  # optimizer steps
     lr: float = 1e-4
     weight_decay: float = 0.1  # on cross-attention parameters only
-    schedule: Choice = field(default_factory=lambda: Choice.of("schedule", "constant"))
+    schedule: Choice = field(default_factory=_default("schedule", "constant"))
     grad_accum: int = 1
     clip_norm: float = 1.0
     precision: Literal["fp32", "bf16"] = "fp32"
@@ -140,7 +162,8 @@ class RunSpec:
         spec: Any = self
         for key in sorted(changes, key=lambda k: k.count(".")):
             spec = _set(spec, key.split("."), changes[key], key)
-        _validate_names(spec)
+        for check in CHECKS:
+            check(spec)
         return typing.cast(RunSpec, spec)
 
     def to_json(self) -> str:
@@ -188,10 +211,7 @@ def _set(node: Any, path: list[str], value: Any, key: str) -> Any:
     if rest:
         return dataclasses.replace(node, **{head: _set(current, rest, value, key)})
     if isinstance(current, Choice):
-        registry = REGISTRIES[current.kind]
-        if value not in registry:
-            raise SpecError(f"{key}: unknown {current.kind} {value!r}; valid: {registry.names()}")
-        return dataclasses.replace(node, **{head: Choice.of(current.kind, value)})
+        return dataclasses.replace(node, **{head: _new_choice(current.kind, value, key)})
     hint = typing.get_type_hints(type(node))[head]
     return dataclasses.replace(node, **{head: _coerce(value, hint, key)})
 
@@ -252,11 +272,25 @@ def _scalar(value: Any, hint: Any, key: str) -> Any:
     raise SpecError(f"{key}: expected {getattr(hint, '__name__', hint)}, got {value!r}")
 
 
-def _validate_names(spec: RunSpec) -> None:
-    """Plain-string component names that must be registered."""
-    for key, kind, name in (
-        ("model.special_embeddings", "special_embeddings", spec.model.special_embeddings),
-        ("model.resampler", "resampler", spec.model.resampler),
-    ):
-        if name not in REGISTRIES[kind]:
-            raise SpecError(f"{key}: unknown {kind} {name!r}; valid: {REGISTRIES[kind].names()}")
+def _new_choice(kind: str, value: Any, key: str) -> Choice:
+    """A component by name (at its defaults), or a whole :class:`Choice` of the same kind."""
+    if isinstance(value, Choice):
+        if value.kind != kind:
+            raise SpecError(f"{key}: expected a {kind} component, got a {value.kind}")
+        return value
+    components = registry(kind)
+    if value not in components:
+        raise SpecError(f"{key}: unknown {kind} {value!r}; valid: {components.names()}")
+    return Choice.of(kind, value)
+
+
+#: Rules a whole spec must satisfy, run by every :meth:`RunSpec.override` (so by ``--set``,
+#: ``--ablate`` and the Python API alike); the components that know a rule add it with
+#: :func:`spec_check`. A rule raises :class:`SpecError`.
+CHECKS: list[Callable[[RunSpec], None]] = []
+
+
+def spec_check(rule: Callable[[RunSpec], None]) -> Callable[[RunSpec], None]:
+    """Decorator adding ``rule`` to :data:`CHECKS`."""
+    CHECKS.append(rule)
+    return rule

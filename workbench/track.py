@@ -41,15 +41,15 @@ def default_uri(home: Path) -> str:
     return f"sqlite:///{home.resolve() / 'mlflow.db'}"
 
 
-def prepare(uri: str, experiment: str, home: Path | None = None) -> str:
+def prepare(uri: str, experiment: str, home: Path) -> str:
     """Creates the store (if new) and the experiment (if missing); returns the experiment id.
 
-    Called once before any worker starts, so ranks never race to create them.
+    A new experiment keeps its artifacts in ``<home>/artifacts/<experiment>``, never relative to
+    the working directory; an existing one keeps the location it was created with. Called once
+    before any worker starts, so ranks never race to create them.
     """
-    if uri.startswith("sqlite:///"):
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(uri)
     try:
+        client = _client(uri)
         found = client.get_experiment_by_name(experiment)
     except Exception as err:  # connection refused, bad URI, unreadable database
         raise TrackingError(
@@ -58,7 +58,7 @@ def prepare(uri: str, experiment: str, home: Path | None = None) -> str:
         ) from None
     if found is not None:
         return str(found.experiment_id)
-    location = (home.resolve() / "artifacts" / experiment).as_uri() if home is not None else None
+    location = (Path(home).resolve() / "artifacts" / experiment).as_uri()
     try:
         return str(client.create_experiment(experiment, artifact_location=location))
     except mlflow.exceptions.MlflowException:  # created meanwhile by another process
@@ -66,6 +66,19 @@ def prepare(uri: str, experiment: str, home: Path | None = None) -> str:
         if found is None:
             raise
         return str(found.experiment_id)
+
+
+def _client(uri: str) -> MlflowClient:
+    """A client of ``uri``; a new SQLite store is created with its "Default" experiment's
+    artifacts beside the database (MLflow would put them in ``./mlruns`` of the working
+    directory)."""
+    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        database = Path(uri.removeprefix("sqlite:///"))
+        database.parent.mkdir(parents=True, exist_ok=True)
+        SqlAlchemyStore(uri, (database.parent.resolve() / "artifacts").as_uri()).engine.dispose()
+    return MlflowClient(uri)
 
 
 class NullTracker:
@@ -100,11 +113,11 @@ class Tracker(NullTracker):
         run_name: str,
         params: Mapping[str, Any],
         tags: Mapping[str, Any],
+        home: Path,
         run_id: str | None = None,
-        home: Path | None = None,
         flush_every_s: float = 2.0,
     ) -> None:
-        self.client = MlflowClient(uri)
+        self.client = _client(uri)
         if run_id is None:
             experiment_id = prepare(uri, experiment, home)
             run = self.client.create_run(experiment_id, run_name=run_name, tags=_tags(tags))
@@ -191,22 +204,11 @@ def _tags_list(tags: Mapping[str, Any]) -> list[RunTag]:
     return [RunTag(k, str(v)) for k, v in tags.items()]
 
 
-def read_run(uri: str, run_id: str) -> dict[str, Any]:
-    """A finished run as plain data: params, tags, final metric values, status."""
-    run = MlflowClient(uri).get_run(run_id)
-    return {
-        "params": dict(run.data.params),
-        "tags": dict(run.data.tags),
-        "metrics": dict(run.data.metrics),
-        "status": run.info.status,
-    }
-
-
 def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
     """(step, value) of one metric, by step; a step logged twice (before a crash and after its
     resume) gives its latest value."""
     values: dict[int, tuple[int, float]] = {}
-    for m in MlflowClient(uri).get_metric_history(run_id, key):
+    for m in _client(uri).get_metric_history(run_id, key):
         if m.step not in values or m.timestamp >= values[m.step][0]:
             values[m.step] = (m.timestamp, m.value)
     return [(step, values[step][1]) for step in sorted(values)]
@@ -215,7 +217,7 @@ def metric_history(uri: str, run_id: str, key: str) -> list[tuple[int, float]]:
 def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[dict[str, Any]]:
     """Every run of ``experiment`` as plain data (run_id, name, status, params, tags, metrics);
     an unknown experiment gives no runs."""
-    client = MlflowClient(uri)
+    client = _client(uri)
     found = client.get_experiment_by_name(experiment)
     if found is None:
         return []
@@ -241,21 +243,23 @@ def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[d
 
 
 def experiment_names(uri: str) -> list[str]:
-    return sorted(e.name for e in MlflowClient(uri).search_experiments())
+    return sorted(e.name for e in _client(uri).search_experiments())
 
 
 def log_metrics_to(uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:
     """Adds metrics to an existing (finished) run, e.g. an evaluation after training."""
     now = int(time.time() * 1000)
     batch = [Metric(k, float(v), now, step) for k, v in metrics.items()]
-    MlflowClient(uri).log_batch(run_id, metrics=batch)
+    _client(uri).log_batch(run_id, metrics=batch)
 
 
-def study_parent_run(uri: str, experiment: str, study: str, optuna_study_id: int) -> str:
-    """The MLflow parent run of a study (created on first use); child runs point to it with
-    the ``mlflow.parentRunId`` tag."""
-    experiment_id = prepare(uri, experiment)
-    client = MlflowClient(uri)
+def study_parent_run(
+    uri: str, experiment: str, study: str, optuna_study_id: int, home: Path
+) -> str:
+    """The MLflow parent run of a study (created on first use, its experiment's artifacts under
+    ``home``); child runs point to it with the ``mlflow.parentRunId`` tag."""
+    experiment_id = prepare(uri, experiment, home)
+    client = _client(uri)
     found = client.search_runs(
         [experiment_id], f"tags.study = '{study}' and tags.study_parent = 'true'", max_results=1
     )
@@ -270,10 +274,10 @@ def study_parent_run(uri: str, experiment: str, study: str, optuna_study_id: int
 
 
 def log_artifacts(uri: str, run_id: str, paths: list[Path], folder: str) -> None:
-    client = MlflowClient(uri)
+    client = _client(uri)
     for path in paths:
         client.log_artifact(run_id, str(path), folder)
 
 
 def set_run_tags(uri: str, run_id: str, tags: Mapping[str, Any]) -> None:
-    MlflowClient(uri).log_batch(run_id, tags=_tags_list(tags))
+    _client(uri).log_batch(run_id, tags=_tags_list(tags))

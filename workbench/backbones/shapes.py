@@ -19,6 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from workbench.backbones.shapes_clip import ClipRecipe, evaluate_clip, train_clip
 from workbench.backbones.shapes_lm import LMRecipe, evaluate_lm, train_lm
+from workbench.data.shapes import write_shapes_world
 
 #: Bump when what the backbones train on (pairs, LM texts) or their training code changes.
 BACKBONE_VERSION = 3
@@ -184,8 +185,6 @@ def prepare_shapes(
     home: str | Path, size: str = "tiny", seed: int = 0, show_progress: bool = True
 ) -> ShapesSetup:
     """Writes the shapes world and builds the backbones of ``size`` unless already there."""
-    from workbench.data.shapes import write_shapes_world
-
     setup = shapes_setup(home, size, seed)
     if not (setup.world / "COMPLETE").exists():
         shutil.rmtree(setup.world, ignore_errors=True)

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from workbench.data.shapes import COLOURS, SHAPES, SIZES, Scene, caption, random_scene, render
+from workbench.data.scenes import COLOURS, SHAPES, SIZES, Scene, caption, random_scene, render
 
 CHECKPOINT = "open_clip_pytorch_model.bin"
 

@@ -17,8 +17,7 @@ import numpy as np
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig
 
-from workbench.data.shapes import FILLER, caption, random_scene
-from workbench.data.shapes_eval import questions_for
+from workbench.data.scenes import FILLER, caption, questions_for, random_scene
 from workbench.model.tiny import train_tiny_tokenizer
 
 

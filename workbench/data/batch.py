@@ -55,6 +55,15 @@ class Batch:
     def __len__(self) -> int:
         return int(self.input_ids.shape[0])
 
+    def rows(self, rank: int, world: int) -> Batch:
+        """The rows ``rank::world`` (one rank's share of a global batch)."""
+        if world == 1:
+            return self
+        pick = slice(rank, None, world)
+        return Batch(self.images[pick], self.image_mask[pick], self.input_ids[pick],
+                     self.attention_mask[pick], self.labels[pick], self.source[pick],
+                     self.keys[pick])  # fmt: skip
+
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> Batch:
         """Tensors moved to ``device`` (images also cast to ``dtype``)."""
         return Batch(
@@ -96,7 +105,7 @@ def collate(examples: list[Example], ids: TokenIds) -> Batch:
 
 
 def example_labels(example: Example, ids: TokenIds) -> torch.Tensor:
-    """Loss labels of one unpadded example, by its source's rule (REFERENCE.md)."""
+    """Loss labels of one unpadded example, by its source's rule (the reference's)."""
     tokens = example.input_ids
     labels = tokens.clone()
     is_media = tokens == ids.media

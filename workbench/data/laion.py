@@ -2,19 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from workbench.data.batch import Example, process_images
 from workbench.data.formats import decode_image, parse_pair
-
-
-@dataclass(frozen=True)
-class LaionOptions:
-    max_tokens: int = 32
-    hflip_prob: float = 0.5  # the reference flips; the shapes world must not (left/right)
+from workbench.spec import LaionOptions
 
 
 class LaionSource:
@@ -22,12 +16,10 @@ class LaionSource:
 
     name = "laion"
 
-    def __init__(
-        self, tokenizer: Any, image_processor: Any, options: LaionOptions = LaionOptions()
-    ):
+    def __init__(self, tokenizer: Any, image_processor: Any, options: LaionOptions | None = None):
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.options = options
+        self.options = options or LaionOptions()
 
     def example(self, sample: dict[str, Any], rng: np.random.Generator) -> Example | None:
         pair = parse_pair(sample)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,15 +21,8 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from workbench.data.batch import Example, TokenIds
 from workbench.data.formats import BadRecord, Dropped
 from workbench.data.mixture import Mixture, Part, SourceExhausted
+from workbench.data.sources import SOURCES, Source
 from workbench.data.stream import Position, ShardStream
-
-_SOURCE_SALT = {"laion": 0, "mmc4": 1}
-
-
-class Source(Protocol):
-    name: str
-
-    def example(self, sample: dict[str, Any], rng: np.random.Generator) -> Example | None: ...
 
 
 @dataclass
@@ -94,6 +87,9 @@ class MixtureDataset(IterableDataset[Step]):
         shuffle_buffer: int = 0,
         resume: StreamTracker | None = None,
     ) -> None:
+        unknown = [s for s in mixture.sources if s not in SOURCES]
+        if unknown:
+            raise ValueError(f"the mixture reads {unknown}; the sources are {list(SOURCES)}")
         missing = [s for s in mixture.sources if s not in sources or not shards.get(s)]
         if missing:
             raise ValueError(f"the mixture needs shards for {missing}")
@@ -116,7 +112,7 @@ class MixtureDataset(IterableDataset[Step]):
         streams = {
             name: ShardStream(
                 self.shards[name],
-                seed=2 * self.seed + _SOURCE_SALT.get(name, 0),
+                seed=2 * self.seed + SOURCES[name].salt,
                 worker=worker,
                 num_workers=self.world_size * workers,
                 resampled=self.resampled,

@@ -3,11 +3,15 @@
 A mixture turns ``take(source) -> Example`` into the parts of one step; each part is a batch with
 the loss multiplier its loss is scaled by. ``paired`` is the reference's recipe: one LAION batch
 (twice the size) and one MMC4 batch per step, losses weighted 0.2 and 1.0.
+
+:func:`samples_per_step`, :func:`mixture_for_ratio` and :func:`single_source_mixture` let
+callers (the ``mixture`` ablation axis) change how a step divides its samples without knowing
+the mixtures' field names.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import ClassVar, Protocol
 
@@ -15,6 +19,7 @@ import numpy as np
 
 from workbench.data.batch import Batch, Example, TokenIds, collate
 from workbench.registry import Registry
+from workbench.spec import Choice, SpecError
 
 
 class SourceExhausted(Exception):
@@ -115,3 +120,38 @@ class LaionOnly(_Single):
 class MMC4Only(_Single):
     batch_size: int = 32
     sources: ClassVar[tuple[str, ...]] = ("mmc4",)
+
+
+def samples_per_step(mixture: Choice) -> int:
+    """The samples one step of ``mixture`` (a ``data.mixture`` choice) draws from all sources."""
+    options = mixture.options
+    if isinstance(options, Paired):
+        return options.laion_batch_size + options.mmc4_batch_size
+    return int(options.batch_size)
+
+
+def mixture_for_ratio(weights: Mapping[str, int], samples: int) -> Choice:
+    """A ``paired`` mixture splitting ``samples`` per step by ``weights`` (``{"laion": 2,
+    "mmc4": 1}``), its loss multipliers at their defaults.
+
+    Raises:
+        SpecError: when the split leaves a source without a sample.
+    """
+    if set(weights) != set(Paired.sources):
+        raise SpecError(f"mixture weights must name {list(Paired.sources)}, got {list(weights)}")
+    laion, mmc4 = weights["laion"], weights["mmc4"]
+    laion_size = round(samples * laion / (laion + mmc4))
+    if not 0 < laion_size < samples:
+        raise SpecError(f"mixture {laion}:{mmc4} leaves a source empty at {samples} samples")
+    return Choice.of(
+        "mixture", "paired", laion_batch_size=laion_size, mmc4_batch_size=samples - laion_size
+    )
+
+
+def single_source_mixture(source: str, samples: int) -> Choice:
+    """The mixture that spends all ``samples`` of a step on ``source`` (``laion_only``, ...)."""
+    name = f"{source}_only"
+    if name not in MIXTURES:
+        single = [n.removesuffix("_only") for n in MIXTURES.names() if n.endswith("_only")]
+        raise SpecError(f"no single-source mixture for {source!r}; sources: {single}")
+    return Choice.of("mixture", name, batch_size=samples)

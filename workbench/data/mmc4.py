@@ -12,7 +12,6 @@ text (the reference stacks them in image order, so image k can meet the wrong se
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -20,16 +19,7 @@ import numpy as np
 from workbench.data.batch import Example, process_images
 from workbench.data.filters import MMC4Filter, SimilarityThreshold
 from workbench.data.formats import Dropped, decode_image, parse_document
-
-
-@dataclass(frozen=True)
-class MMC4Options:
-    max_tokens: int = 256
-    max_images: int = 6
-    min_images: int = 1
-    single_image_keep_prob: float = 0.5
-    min_image_bytes: int = 11_000  # the reference drops images of 10 kB or less
-    hflip_prob: float = 0.5
+from workbench.spec import MMC4Options
 
 
 def interleave(sentences: list[str], image_sentences: list[int], eos_token: str) -> str:
@@ -50,12 +40,12 @@ class MMC4Source:
         self,
         tokenizer: Any,
         image_processor: Any,
-        options: MMC4Options = MMC4Options(),
+        options: MMC4Options | None = None,
         mmc4_filter: MMC4Filter | None = None,
     ) -> None:
         self.tokenizer = tokenizer
         self.image_processor = image_processor
-        self.options = options
+        self.options = options or MMC4Options()
         self.filter = mmc4_filter or SimilarityThreshold()
         self.media_token_id = int(tokenizer.convert_tokens_to_ids("<image>"))
 

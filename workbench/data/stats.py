@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +10,7 @@ import numpy as np
 import polars as pl
 
 from workbench.data.filters import SimilarityThreshold
-from workbench.data.formats import BadRecord, iter_tar, parse_document
+from workbench.data.formats import BadRecord, Document, iter_tar, parse_document
 from workbench.data.mmc4 import interleave
 from workbench.data.stream import expand_shards
 
@@ -33,6 +33,25 @@ def mmc4_threshold_table(
     documents; tokenizer tokens, or words without one), ``documents``, ``bad_records``.
     """
     paths = expand_shards(list(shards) if not isinstance(shards, str) else shards)
+    docs, bad = _read_documents(paths)
+    if not docs:
+        raise ValueError(f"no readable MMC4 document in {paths[:5]}")
+
+    def count_tokens(text: str) -> int:
+        return len(tokenizer(text).input_ids) if tokenizer is not None else len(text.split())
+
+    rows = []
+    for threshold in thresholds:
+        rule = SimilarityThreshold(float(threshold), assignment)  # type: ignore[arg-type]
+        row = _threshold_row(docs, rule, min_image_bytes, count_tokens)
+        rows.append(
+            {"threshold": float(threshold), "documents": len(docs), **row, "bad_records": bad}
+        )
+    return pl.DataFrame(rows)
+
+
+def _read_documents(paths: list[str]) -> tuple[list[Document], int]:
+    """The parseable documents of ``paths`` and the number of bad records (or shards)."""
     docs, bad = [], 0
     for path in paths:
         try:
@@ -43,42 +62,34 @@ def mmc4_threshold_table(
                     bad += 1
         except BadRecord:
             bad += 1
-    if not docs:
-        raise ValueError(f"no readable MMC4 document in {paths[:5]}")
+    return docs, bad
 
-    def count_tokens(text: str) -> int:
-        return len(tokenizer(text).input_ids) if tokenizer is not None else len(text.split())
 
-    rows = []
-    for threshold in thresholds:
-        rule = SimilarityThreshold(float(threshold), assignment)  # type: ignore[arg-type]
-        kept_images, total_images, per_doc, tokens = 0, 0, [], []
-        for doc in docs:
-            usable = [i for i, b in enumerate(doc.images) if b and len(b) >= min_image_bytes]
-            pairs = rule(doc.similarity[usable]) if usable else []
-            total_images += len(usable)
-            kept_images += len(pairs)
-            if pairs:
-                per_doc.append(min(len(pairs), MAX_IMAGES))
-                text = interleave(doc.sentences, sorted(j for _, j in pairs), "")
-                tokens.append(count_tokens(text))
-        counts = np.bincount(per_doc, minlength=MAX_IMAGES + 1)
-        survivors = max(len(per_doc), 1)
-        rows.append(
-            {
-                "threshold": float(threshold),
-                "documents": len(docs),
-                "images_kept": kept_images / max(total_images, 1),
-                "docs_losing_all_images": 1 - len(per_doc) / len(docs),
-                "images_per_doc_mean": float(np.mean(per_doc)) if per_doc else 0.0,
-                **{
-                    f"docs_with_{k}_images": counts[k] / survivors for k in range(1, MAX_IMAGES + 1)
-                },
-                "tokens_per_doc_mean": float(np.mean(tokens)) if tokens else 0.0,
-                "bad_records": bad,
-            }
-        )
-    return pl.DataFrame(rows)
+def _threshold_row(
+    docs: list[Document],
+    rule: SimilarityThreshold,
+    min_image_bytes: int,
+    count_tokens: Callable[[str], int],
+) -> dict[str, float]:
+    kept_images, total_images, per_doc, tokens = 0, 0, [], []
+    for doc in docs:
+        usable = [i for i, b in enumerate(doc.images) if b and len(b) >= min_image_bytes]
+        pairs = rule(doc.similarity[usable]) if usable else []
+        total_images += len(usable)
+        kept_images += len(pairs)
+        if pairs:
+            per_doc.append(min(len(pairs), MAX_IMAGES))
+            text = interleave(doc.sentences, sorted(j for _, j in pairs), "")
+            tokens.append(count_tokens(text))
+    counts = np.bincount(per_doc, minlength=MAX_IMAGES + 1)
+    survivors = max(len(per_doc), 1)
+    return {
+        "images_kept": kept_images / max(total_images, 1),
+        "docs_losing_all_images": 1 - len(per_doc) / len(docs),
+        "images_per_doc_mean": float(np.mean(per_doc)) if per_doc else 0.0,
+        **{f"docs_with_{k}_images": counts[k] / survivors for k in range(1, MAX_IMAGES + 1)},
+        "tokens_per_doc_mean": float(np.mean(tokens)) if tokens else 0.0,
+    }
 
 
 def plot_threshold_table(table: pl.DataFrame, path: str | Path) -> Path:

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import numpy as np
+from PIL import Image
+
 from workbench.registry import Registry
 
 Kind = Literal["captioning", "vqa", "classification"]
@@ -56,6 +59,20 @@ class Dataset:
             raise ValueError(f"{self.name}: empty query or test set")
         if self.kind == "classification" and len(self.classnames) < 2:
             raise ValueError(f"{self.name}: classification needs at least two class names")
+
+
+def fixed_subset(dataset: Dataset, subset: int | None = None, seed: int = 0) -> list[Item]:
+    """The first ``subset`` test examples (all if None) of a fixed shuffle: the same examples in
+    every trial and for the majority baseline."""
+    test = list(dataset.test)
+    order = np.random.default_rng([seed, 7]).permutation(len(test))
+    return [test[i] for i in order[: subset or len(test)]]
+
+
+def load_image(path: Path) -> Image.Image:
+    """An example's image as RGB (the file is closed on return)."""
+    with Image.open(path) as image:
+        return image.convert("RGB")
 
 
 def _read_json(path: str | Path) -> object:

@@ -12,7 +12,9 @@ row provably never changes, and the optimizer holds two small tables instead of 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
@@ -72,8 +74,13 @@ class SpecialTokenHead(nn.Module):
         return logits.index_copy(-1, self.special_ids, special.to(logits.dtype))
 
 
-SpecialEmbeddings = Callable[[PreTrainedModel, Sequence[int]], None]
-SPECIAL_EMBEDDINGS: Registry[SpecialEmbeddings] = Registry("special_embeddings")
+class SpecialEmbeddings(Protocol):
+    """A ``special_embeddings`` component: its options, and how it changes a frozen LM."""
+
+    def apply(self, lm: PreTrainedModel, special_ids: Sequence[int]) -> None: ...
+
+
+SPECIAL_EMBEDDINGS: Registry[type[SpecialEmbeddings]] = Registry("special_embeddings")
 
 
 def _is_tied(lm: PreTrainedModel) -> bool:
@@ -82,28 +89,29 @@ def _is_tied(lm: PreTrainedModel) -> bool:
 
 
 @SPECIAL_EMBEDDINGS.register("trainable")
-def trainable(lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
+@dataclass(frozen=True)
+class Trainable:
     """Trains only the special rows (input side; output side too, tied or not)."""
-    embed, head = lm.get_input_embeddings(), lm.get_output_embeddings()
-    if not isinstance(embed, nn.Embedding):
-        raise TypeError(f"expected an nn.Embedding input table, got {type(embed).__name__}")
-    ids = torch.as_tensor(list(special_ids))
-    tied = _is_tied(lm)
-    input_rows = nn.Parameter(embed.weight.detach()[ids].clone())
-    lm.set_input_embeddings(SpecialTokenEmbedding(embed, special_ids, input_rows))
-    if isinstance(head, nn.Linear):
-        output_rows = input_rows if tied else nn.Parameter(head.weight.detach()[ids].clone())
-        lm.set_output_embeddings(SpecialTokenHead(head, special_ids, output_rows))
-    elif head is not None:
-        raise TypeError(f"expected an nn.Linear output head, got {type(head).__name__}")
+
+    def apply(self, lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
+        embed, head = lm.get_input_embeddings(), lm.get_output_embeddings()
+        if not isinstance(embed, nn.Embedding):
+            raise TypeError(f"expected an nn.Embedding input table, got {type(embed).__name__}")
+        ids = torch.as_tensor(list(special_ids))
+        tied = _is_tied(lm)
+        input_rows = nn.Parameter(embed.weight.detach()[ids].clone())
+        lm.set_input_embeddings(SpecialTokenEmbedding(embed, special_ids, input_rows))
+        if isinstance(head, nn.Linear):
+            output_rows = input_rows if tied else nn.Parameter(head.weight.detach()[ids].clone())
+            lm.set_output_embeddings(SpecialTokenHead(head, special_ids, output_rows))
+        elif head is not None:
+            raise TypeError(f"expected an nn.Linear output head, got {type(head).__name__}")
 
 
 @SPECIAL_EMBEDDINGS.register("frozen")
-def frozen(lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
+@dataclass(frozen=True)
+class Frozen:
     """Nothing in the LM's embeddings trains (the reference's ``--freeze_lm_embeddings``)."""
-    del lm, special_ids  # the LM is frozen already
 
-
-def apply_special_embeddings(name: str, lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
-    """Applies the registered variant ``name`` to a frozen ``lm``."""
-    SPECIAL_EMBEDDINGS.get(name)(lm, special_ids)
+    def apply(self, lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
+        del lm, special_ids  # the LM is frozen already

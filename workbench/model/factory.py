@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,8 @@ from transformers import (
 
 from workbench.model.flamingo import Flamingo, FlamingoConfig
 from workbench.model.vision import load_vision, offline
+from workbench.model.xattn import check_xattn_every
+from workbench.spec import ModelSpec, RunSpec, SpecError, spec_check
 
 MEDIA_TOKEN = "<image>"
 EOC_TOKEN = "<|endofchunk|>"
@@ -75,6 +78,44 @@ def create_model_and_transforms(
     return model, processor, text_tokenizer
 
 
+def create_model(
+    spec: ModelSpec, dtype: torch.dtype = torch.float32
+) -> tuple[Flamingo, Any, PreTrainedTokenizerBase]:
+    """(model, image processor, tokenizer) as a spec's ``model`` section describes them."""
+    return create_model_and_transforms(
+        spec.vision,
+        spec.lm,
+        vision_pretrained=spec.vision_pretrained,
+        tokenizer=spec.tokenizer,
+        dtype=dtype,
+        **model_options(spec),
+    )
+
+
+def model_options(spec: ModelSpec) -> dict[str, Any]:
+    """The :class:`FlamingoConfig` fields a ``ModelSpec`` sets: the fields of the same name,
+    each component choice as its name (or options, for ``special_embeddings``)."""
+    options: dict[str, Any] = {
+        f.name: getattr(spec, f.name)
+        for f in dataclasses.fields(FlamingoConfig)
+        if hasattr(spec, f.name)
+    }
+    options["special_embeddings"] = spec.special_embeddings.options
+    options["resampler"] = spec.resampler.name
+    options["resampler_options"] = spec.resampler.options
+    return options
+
+
+@spec_check
+def _xattn_every_fits_the_lm(spec: RunSpec) -> None:
+    every = spec.model.xattn_every
+    layers = lm_layer_count(spec.model.lm) if every != 1 else None
+    try:
+        check_xattn_every(every, layers)
+    except ValueError as err:
+        raise SpecError(f"model.{err}") from None
+
+
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     """A tokenizer with the Flamingo special tokens added (and ``<PAD>`` if it has no pad)."""
     tok = _from_hub(AutoTokenizer.from_pretrained, name_or_path, "tokenizer")
@@ -84,6 +125,7 @@ def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:
     return tok
 
 
+@functools.lru_cache(maxsize=64)
 def lm_layer_count(name_or_path: str) -> int | None:
     """The LM's decoder-layer count from its config alone; None when the config is not at hand
     (an uncached hub id offline)."""

@@ -8,7 +8,7 @@ refers to that row's k-th image.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import torch
@@ -16,13 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 from transformers import PreTrainedModel
 
-from workbench.model.embeddings import apply_special_embeddings
+from workbench.data.batch import IGNORE_INDEX
+from workbench.model.embeddings import SPECIAL_EMBEDDINGS
 from workbench.model.lm import FlamingoDecoderLayer, MediaContext, adapter_for
-from workbench.model.resampler import RESAMPLERS, ResamplerOptions
+from workbench.model.resampler import RESAMPLERS
 from workbench.model.vision import VisionEncoder
 from workbench.model.xattn import GatedCrossAttentionBlock, xattn_layer_indices
-
-IGNORE_INDEX = -100
 
 
 @dataclass(frozen=True)
@@ -35,9 +34,10 @@ class FlamingoConfig:
         pad_token_id: id of the padding token.
         xattn_every: a cross-attention block before decoder layer i when (i + 1) % n == 0.
         only_attend_immediate: text sees only its latest image (else every earlier image).
-        special_embeddings: a registered ``special_embeddings`` variant.
+        special_embeddings: a registered ``special_embeddings`` component by name, or its
+            options (``RunSpec``'s ``model.special_embeddings.options``).
         xattn_heads, xattn_dim_head, xattn_ff_mult: cross-attention block sizes.
-        resampler: a registered resampler and its options.
+        resampler, resampler_options: a registered resampler and its options (None: defaults).
     """
 
     media_token_id: int
@@ -45,12 +45,12 @@ class FlamingoConfig:
     pad_token_id: int
     xattn_every: int = 1
     only_attend_immediate: bool = True
-    special_embeddings: str = "trainable"
+    special_embeddings: Any = "trainable"
     xattn_heads: int = 8
     xattn_dim_head: int = 64
     xattn_ff_mult: int = 4
     resampler: str = "perceiver"
-    resampler_options: ResamplerOptions = field(default_factory=ResamplerOptions)
+    resampler_options: Any = None
 
 
 class FlamingoOutput(NamedTuple):
@@ -66,9 +66,15 @@ class Flamingo(nn.Module):
         super().__init__()
         self.config = config
         self.vision = vision
-        self.resampler = RESAMPLERS.get(config.resampler)(vision.dim, config.resampler_options)
+        resampler = RESAMPLERS.get(config.resampler)
+        options = config.resampler_options or resampler.options_type()  # type: ignore[attr-defined]
+        self.resampler = resampler(vision.dim, options)
+        self.num_latents: int = options.num_latents  # visual tokens per image
         self.lang_model = lang_model.requires_grad_(False)
-        apply_special_embeddings(config.special_embeddings, lang_model, self.special_token_ids)
+        special = config.special_embeddings
+        if isinstance(special, str):
+            special = SPECIAL_EMBEDDINGS.get(special)()
+        special.apply(lang_model, self.special_token_ids)
 
         adapter = adapter_for(lang_model)
         layers = adapter.decoder_layers(lang_model)
@@ -159,7 +165,7 @@ class Flamingo(nn.Module):
             )
 
         slots = max(int(counts.max()) if b else 0, 1)
-        n, dim = self.config.resampler_options.num_latents, self.vision.dim
+        n, dim = self.num_latents, self.vision.dim
         real = images[image_mask]  # (N, 3, H, W), padded slots dropped before encoding
         # N may be 0: the resampler still runs, so that every trainable parameter is in the
         # graph on every rank (DDP needs no find_unused_parameters for text-only batches)
@@ -253,11 +259,16 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         raise ValueError(
             f"labels must be (B, L)={tuple(logits.shape[:2])}, got {tuple(labels.shape)}"
         )
-    targets = labels[:, 1:].reshape(-1)
-    total = F.cross_entropy(
+    labelled = (labels[:, 1:] != IGNORE_INDEX).sum()
+    return token_loss_sum(logits, labels) / labelled.clamp(min=1)
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Summed next-token cross-entropy over labelled positions, in fp32 (the training loop
+    divides it by the labelled tokens of the whole global batch)."""
+    return F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]).float(),
-        targets,
+        labels[:, 1:].reshape(-1),
         ignore_index=IGNORE_INDEX,
         reduction="sum",
     )
-    return total / (targets != IGNORE_INDEX).sum().clamp(min=1)

@@ -1,4 +1,4 @@
-"""The released OpenFlamingo shapes by name (REFERENCE.md), buildable without any download.
+"""The released OpenFlamingo shapes by name (from its model cards), buildable without any download.
 
 ``build_preset(name, weights="random", device="meta")`` builds the exact architecture from
 configs alone, so its parameters can be counted (on the meta device, instantly) or its speed
@@ -31,7 +31,7 @@ class Preset:
     lm: str  # Hugging Face id of the LM (and its tokenizer)
     xattn_every: int
     lm_config: Callable[[], PretrainedConfig]  # the LM's architecture, for random weights
-    xattn_params: float  # as published (REFERENCE.md)
+    xattn_params: float  # as published on the model cards
 
 
 PRESETS: Registry[Preset] = Registry("preset")

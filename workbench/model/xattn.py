@@ -103,13 +103,27 @@ class GatedCrossAttentionBlock(nn.Module):
         return x + self.ff(x) * self.ff_gate.tanh()
 
 
-def xattn_layer_indices(num_layers: int, every: int) -> list[int]:
-    """Decoder layers that get a cross-attention block before them: (i + 1) % every == 0."""
+def check_xattn_every(every: object, num_layers: int | None) -> None:
+    """The one rule for ``xattn_every`` (model, ``--set``, ``--ablate``): a positive integer that
+    divides the LM's decoder-layer count (unknown count: positive is enough). Raises ValueError."""
     if not isinstance(every, int) or isinstance(every, bool) or every < 1:
         raise ValueError(f"xattn_every must be a positive integer, got {every!r}")
+    if num_layers is None:
+        return
+    valid = [d for d in range(1, num_layers + 1) if num_layers % d == 0]
     if every > num_layers:
         raise ValueError(
             f"xattn_every={every} exceeds the LM's {num_layers} decoder layers: no layer would get "
-            f"cross-attention. Use a value in 1..{num_layers}"
+            f"cross-attention. Valid: {valid}"
         )
+    if num_layers % every:
+        raise ValueError(
+            f"xattn_every={every} does not divide the LM's {num_layers} decoder layers; "
+            f"valid: {valid}"
+        )
+
+
+def xattn_layer_indices(num_layers: int, every: int) -> list[int]:
+    """Decoder layers that get a cross-attention block before them: (i + 1) % every == 0."""
+    check_xattn_every(every, num_layers)
     return [i for i in range(num_layers) if (i + 1) % every == 0]

@@ -6,8 +6,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import workbench.components  # noqa: F401  (a spec read from JSON needs the registries)
 from workbench.spec import RunSpec
 from workbench.train.loop import train
+from workbench.train.result import RunOptions
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -28,8 +30,7 @@ def main(argv: list[str] | None = None) -> None:
         if not sep:
             parser.error(f"--tag expects KEY=VALUE, got {item!r}")
         tags[key] = value
-    train(
-        RunSpec.from_json(args.spec.read_text()),
+    options = RunOptions(
         home=args.home,
         tracking_uri=args.tracking_uri,
         experiment=args.experiment,
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> None:
         device=args.device,
         show_progress=not args.no_progress,
     )
+    train(RunSpec.from_json(args.spec.read_text()), options)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,10 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from workbench.train import parallel
-from workbench.train.parallel import Dist
+from workbench.spec import RunSpec
+from workbench.train import dcp, dist
+from workbench.train.build import build_model
+from workbench.train.dist import Dist
 
 _MARKER = "COMPLETE"
 
@@ -60,16 +62,16 @@ def save(
         if path.exists():  # a partial one from a killed run
             shutil.rmtree(path)
         path.mkdir(parents=True)
-    parallel.barrier(where)
-    parallel.save_training_state(model, optimizer, path / "tensors", where)
+    dist.barrier(where)
+    dcp.save_training_state(model, optimizer, path / "tensors", where)
     save_file(_rng_state(), str(path / f"rng-rank{where.rank}.safetensors"))
-    parallel.barrier(where)
+    dist.barrier(where)
     if where.is_main:
         (path / "state.json").write_text(json.dumps(state, indent=1))
         (path / _MARKER).touch()
         for old in completed(path.parent.parent)[:-keep] if keep > 0 else []:
             shutil.rmtree(old)
-    parallel.barrier(where)
+    dist.barrier(where)
 
 
 def load(
@@ -78,7 +80,7 @@ def load(
     """Restores parameters, optimizer and this rank's RNG from ``path``; returns ``state.json``."""
     if not (path / _MARKER).exists():
         raise FileNotFoundError(f"{path} is not a complete checkpoint")
-    parallel.load_training_state(model, optimizer, path / "tensors", where)
+    dcp.load_training_state(model, optimizer, path / "tensors", where)
     rng = path / f"rng-rank{where.rank}.safetensors"
     if not rng.exists():
         raise FileNotFoundError(
@@ -117,13 +119,10 @@ def resolve(run_or_checkpoint: str | Path) -> Path:
 def load_model(run_or_checkpoint: str | Path, device: str = "cpu") -> tuple[Any, Any, Any, Any]:
     """(model, image processor, tokenizer, spec) of a checkpoint: the model built from the run's
     spec with its trained parameters loaded (one process)."""
-    from workbench.spec import RunSpec
-    from workbench.train.loop import build_model  # the loop imports this module
-
     path = resolve(run_or_checkpoint)
     state = json.loads((path / "state.json").read_text())
     spec = RunSpec.from_json(state["spec"])
     model, processor, tokenizer = build_model(spec)
     where = Dist("single", 0, 1, 0, torch.device(device))
-    parallel.load_model_state(model.to(device), path / "tensors", where)
+    dcp.load_model_state(model.to(device), path / "tensors", where)
     return model.eval(), processor, tokenizer, spec

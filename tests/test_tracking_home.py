@@ -1,0 +1,42 @@
+"""MLflow keeps everything under the home: a study and its report (as ``wb report`` writes and
+logs it) leave the working directory empty, and every experiment's artifacts live in
+``<home>/artifacts``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from helpers import base_spec, experiment_file
+from mlflow.tracking import MlflowClient
+
+import workbench.components  # noqa: F401  (base_spec builds a spec of registered components)
+from workbench import track
+from workbench.search import Study, report_study, run_study
+
+
+def test_a_study_and_its_report_write_nothing_into_the_working_directory(
+    tiny_world, tiny_lm_dirs, tmp_path, monkeypatch
+):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    home.mkdir()
+    cwd.mkdir()
+    spec = base_spec(
+        tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2, "train.checkpoint_every": 0}
+    )
+    path = experiment_file(home, spec, "home_experiment")
+    study = Study("tracking-home", str(path), {"xattn_every": (1, 2)}, seeds=(0,))
+    monkeypatch.chdir(cwd)
+
+    done = run_study(study, home=home)
+    paths = report_study(study, home)  # what ``wb report`` does: write_study_report, log_artifacts
+    assert paths["html"].is_relative_to(home)
+    parent = done.user_attrs["mlflow_parent_run_id"]
+
+    assert sorted(p.name for p in cwd.iterdir()) == []
+    client = MlflowClient(track.default_uri(home))
+    artifacts = (home / "artifacts").resolve()
+    for experiment in client.search_experiments():  # the "Default" one too
+        assert experiment.artifact_location.startswith(artifacts.as_uri()), experiment
+    logged = Path(client.get_run(parent).info.artifact_uri.removeprefix("file://"))
+    assert (logged / "report" / "report.html").is_file()
+    assert logged.is_relative_to(artifacts)

@@ -1,0 +1,104 @@
+"""A run's data from its ``DataSpec``: the checks before anything is built, the steps, and the
+metrics of what the steps read.
+
+The training loop calls :func:`check_data` before it builds a model, :func:`build_steps` for its
+stream of steps, and :func:`data_metrics` on the :class:`StreamTracker` of the steps consumed;
+the sources themselves are the table :data:`~workbench.data.sources.SOURCES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any
+
+from workbench.data.batch import TokenIds
+from workbench.data.loader import MixtureDataset, Step, StreamTracker, make_loader
+from workbench.data.sources import SOURCES
+from workbench.data.stream import expand_shards
+from workbench.spec import DataSpec, SpecError
+
+#: The names of the parts a mixture's steps are made of, which a step's metrics are indexed by
+#: (``loss/laion``, ``loss/mmc4``, ``loss/mixed``): a part per source, and a sampled mixture's
+#: one ``mixed`` part.
+PART_NAMES: tuple[str, ...] = (*SOURCES, "mixed")
+
+
+def check_data(data: DataSpec, world_size: int = 1) -> None:
+    """Raises :class:`SpecError` when the mixture reads a source without shards, a shard does
+    not exist, or a batch size leaves one of ``world_size`` processes without a row."""
+    mixture = data.mixture
+    missing = [name for name in mixture.options.sources if not SOURCES[name].shards(data)]
+    if missing:
+        keys = " and ".join(f"data.{SOURCES[name].shards_field}" for name in missing)
+        raise SpecError(f"mixture {mixture.name!r} reads {missing}: set {keys} (brace patterns)")
+    for name in mixture.options.sources:
+        kind = SOURCES[name]
+        absent = [p for p in expand_shards(kind.shards(data)) if not Path(p).exists()]
+        if absent:
+            raise SpecError(
+                f"data.{kind.shards_field}: {len(absent)} shards do not exist, e.g. {absent[0]}"
+            )
+    _check_batch_sizes(mixture.options, world_size)
+
+
+def _check_batch_sizes(mixture: Any, world_size: int) -> None:
+    """Every ``*batch_size`` field must give each process at least one row."""
+    if not is_dataclass(mixture):
+        return
+    for f in fields(mixture):
+        size = getattr(mixture, f.name)
+        if f.name.endswith("batch_size") and isinstance(size, int) and size < world_size:
+            raise SpecError(
+                f"data.mixture.{f.name}={size} is smaller than the {world_size} processes: "
+                "batch sizes are global, so each process needs at least one row"
+            )
+
+
+def build_steps(
+    data: DataSpec,
+    tokenizer: Any,
+    processor: Any,
+    *,
+    seed: int,
+    resume: StreamTracker | None,
+) -> Iterator[Step]:
+    """The run's infinite stream of steps (whole global batches), from ``data.workers``
+    dataloader workers; ``resume`` continues a stream where its tracker's state stopped.
+
+    Args:
+        data: what to read and how (the spec's ``data``); check it with :func:`check_data`.
+        tokenizer: the model's tokenizer (with the ``<image>`` and ``<|endofchunk|>`` tokens).
+        processor: the vision encoder's image transform.
+        seed: the run's seed (``train.seed``): shard order, shuffling and per-record draws.
+        resume: the stream state of a checkpoint, or None to start from the beginning.
+    """
+    mixture = data.mixture.options
+    sources = {name: SOURCES[name].build(data, tokenizer, processor) for name in mixture.sources}
+    shards = {}
+    for name in mixture.sources:
+        pattern = SOURCES[name].shards(data)
+        shards[name] = expand_shards(pattern) if pattern else []
+    dataset = MixtureDataset(
+        mixture,
+        sources,
+        shards,
+        TokenIds.from_tokenizer(tokenizer),
+        seed=seed,
+        shuffle_buffer=data.shuffle_buffer,
+        resume=resume,
+    )
+    return iter(make_loader(dataset, data.workers))
+
+
+def data_metrics(stream: StreamTracker) -> dict[str, float]:
+    """``data/realised_mmc4_fraction`` of the samples read so far (once there are any) and the
+    records skipped, by reason, as ``data/skipped/<source>/<bad|dropped>/<reason>``."""
+    metrics: dict[str, float] = {}
+    total = sum(stream.counts.get(name, 0) for name in SOURCES)
+    if total:
+        metrics["data/realised_mmc4_fraction"] = stream.counts.get("mmc4", 0) / total
+    for key, count in stream.skipped.items():
+        metrics[f"data/skipped/{key}"] = float(count)
+    return metrics

@@ -1,0 +1,118 @@
+"""Evaluation from a spec: checking ``eval.*``, the periodic evaluator the training loop calls,
+and the task-by-shots table ``wb eval`` prints."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, cast
+
+from workbench.eval.fewshot import EvalResult, evaluate
+from workbench.eval.group import Group
+from workbench.eval.scoring import majority_baseline
+from workbench.eval.tasks import TASKS, Dataset, load_task
+from workbench.spec import EvalSpec, SpecError
+
+DEMOS = ("random", "rices")
+
+
+def check_eval_spec(spec: EvalSpec) -> None:
+    """Raises :class:`~workbench.spec.SpecError` unless ``spec`` can run (before any model is
+    built): periodic evaluation needs known tasks and an existing evaluation directory."""
+    if spec.every < 0:
+        raise SpecError("eval.every must be >= 0")
+    if not spec.every:
+        return
+    if not spec.tasks or not spec.data:
+        raise SpecError("eval.every > 0 needs eval.tasks and eval.data (an eval directory)")
+    unknown = [t for t in spec.tasks if t not in TASKS]
+    if unknown:
+        raise SpecError(f"eval.tasks: unknown {unknown}; valid: {TASKS.names()}")
+    if not Path(spec.data).is_dir():
+        raise SpecError(f"eval.data: {spec.data} is not a directory")
+
+
+class Evaluator:
+    """Few-shot evaluation during training: ``eval/<task>/<shots>shot`` (on every rank).
+
+    The datasets are read once, when ``spec.every > 0``; otherwise it is disabled and never due.
+    """
+
+    def __init__(self, spec: EvalSpec, model: Any, tokenizer: Any, processor: Any,
+                 group: Group | None = None) -> None:  # fmt: skip
+        self.spec, self.model, self.tokenizer = spec, model, tokenizer
+        self.processor, self.group = processor, group
+        self.enabled = spec.every > 0
+        self.datasets: dict[str, Dataset] = {}
+        if self.enabled:
+            self.datasets = {t: load_task(t, spec.data) for t in spec.tasks}
+
+    def due(self, step: int, total_steps: int) -> bool:
+        """Whether to evaluate after ``step`` optimizer steps: every ``every`` (step 0 included)
+        and at the last."""
+        return self.enabled and (step % self.spec.every == 0 or step == total_steps)
+
+    def __call__(self) -> dict[str, float]:
+        metrics = {}
+        for name, dataset in self.datasets.items():
+            for shots in self.spec.shots:
+                result = evaluate(
+                    self.model, self.tokenizer, self.processor, dataset, shots,
+                    trials=self.spec.trials, demos=self.spec.demos,
+                    query_size=self.spec.query_size, subset=self.spec.subset,
+                    batch_size=self.spec.batch_size, group=self.group,
+                )  # fmt: skip
+                metrics[f"eval/{name}/{shots}shot"] = result.mean
+        return metrics
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One task at one shot count, beside the score of always giving the most frequent answer."""
+
+    task: str
+    shots: int
+    result: EvalResult
+    majority: float
+
+    def line(self) -> str:
+        r = self.result
+        return (
+            f"{self.task} {self.shots}-shot {r.metric}: {r.mean:.4f} ± {r.std:.4f} over "
+            f"{len(r.trials)} trials, {r.n} examples (majority answer: {self.majority:.4f})"
+        )
+
+
+def evaluate_tasks(
+    model: Any,
+    tokenizer: Any,
+    processor: Any,
+    root: Path,
+    tasks: Sequence[str],
+    shots: Sequence[int],
+    *,
+    trials: int,
+    subset: int | None,
+    demos: str,
+) -> list[TaskScore]:
+    """Every registered task in ``tasks`` (read from the evaluation directory ``root``) at every
+    shot count, task by task.
+
+    Args:
+        subset: the test examples of each task (all if None).
+        demos: ``random`` or ``rices``.
+    """
+    if demos not in DEMOS:
+        raise SpecError(f"demos: {demos!r} is not random or rices")
+    how = cast(Literal["random", "rices"], demos)
+    scores = []
+    for name in tasks:
+        dataset = load_task(name, root)
+        floor = majority_baseline(dataset, subset)
+        for k in shots:
+            result = evaluate(
+                model, tokenizer, processor, dataset, k, trials=trials, subset=subset, demos=how
+            )
+            scores.append(TaskScore(name, k, result, floor))
+    return scores
