@@ -38,7 +38,7 @@ def quickstart(
     plan += [(f"{axis}={value}", {axis: value}) for axis, value in QUICKSTART_VARIANTS.items()]
     total, done = len(plan) * len(seeds), 0
     for label, choices in plan:
-        resolved = runs.Resolved(loaded, apply_all(base, choices), choices)
+        resolved = runs.Resolved(loaded, apply_all(base, choices), choices, base)
         for seed in seeds:
             done += 1
             say(f"[2/3] run {done}/{total}: {label}, seed {seed}, {steps} steps")

@@ -33,11 +33,13 @@ class Resolved:
     experiment: experiments.Experiment
     spec: RunSpec
     choices: dict[str, str]  # axis -> value
+    base: RunSpec  # the spec without the axis values: what every variant is compared within
 
     @property
     def tags(self) -> dict[str, str]:
-        """The runs' ``axis.<name>`` tags."""
-        return {f"axis.{k}": v for k, v in self.choices.items()}
+        """The runs' ``axis.<name>`` tags and the ``base_config_id`` they share."""
+        return {"base_config_id": self.base.config_id,
+                **{f"axis.{k}": v for k, v in self.choices.items()}}  # fmt: skip
 
 
 def pairs(items: Sequence[str] | None, what: str) -> dict[str, str]:
@@ -59,9 +61,9 @@ def resolve(
 ) -> Resolved:
     """The experiment's spec with the axis values of ``ablate`` applied, then ``sets``."""
     loaded = experiments.load(experiment)
-    choices = dict(ablate or {})
-    spec = apply_all(loaded.build(home), choices).override(dict(sets or {}))
-    return Resolved(loaded, spec, choices)
+    choices, sets = dict(ablate or {}), dict(sets or {})
+    built = loaded.build(home)
+    return Resolved(loaded, apply_all(built, choices).override(sets), choices, built.override(sets))
 
 
 def execute(

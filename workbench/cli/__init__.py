@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 
-from workbench.cli import data, evaluation, runs, studies  # noqa: F401  (they add the commands)
+from workbench.cli import compare, data, evaluation, runs, studies  # noqa: F401  (add commands)
 from workbench.cli.app import app
 from workbench.cli.runs import ui_command
 

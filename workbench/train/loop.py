@@ -144,6 +144,8 @@ class _Run:
                 values = self._logged_step(parts, step)
                 self._report_eval(parts, step, values)
                 progress.update(step, values)
+                if self.options.on_step is not None:
+                    self.options.on_step(step, values)
                 every = spec.train.checkpoint_every
                 if (every and step % every == 0) or step == spec.train.steps:
                     saved = self._save(parts, step)

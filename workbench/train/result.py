@@ -79,6 +79,7 @@ class RunOptions:
         on_eval: called with (step, eval metrics) after each periodic evaluation; raising
             :class:`Stopped` ends the run there (a search pruning a trial), its MLflow run
             marked KILLED.
+        on_step: called with (step, metrics) after every optimizer step (a live display).
     """
 
     home: str | Path | None = None
@@ -90,3 +91,4 @@ class RunOptions:
     device: str | None = None
     show_progress: bool = True
     on_eval: Callable[[int, dict[str, float]], None] | None = None
+    on_step: Callable[[int, dict[str, float]], None] | None = None

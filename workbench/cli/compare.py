@@ -1,0 +1,34 @@
+"""``wb compare``: finished runs side by side, each variant against its baseline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from workbench.cli.app import HomeOption, TrackingOption, app, emit, friendly
+
+
+@app.command("compare")
+@friendly
+def compare_runs(
+    experiment: Annotated[str, typer.Option(help="The MLflow experiment.")] = "shapes_tiny",
+    group_by: Annotated[
+        list[str] | None, typer.Option(help="Group by these axes instead of by config.")
+    ] = None,
+    metric: Annotated[
+        list[str] | None, typer.Option(help="Metrics (default final/loss/laion, final/loss/mmc4).")
+    ] = None,
+    format: Annotated[str, typer.Option(help="table, markdown, csv or parquet.")] = "table",
+    output: Annotated[Path | None, typer.Option(help="Write here (parquet needs it).")] = None,
+    tracking_uri: TrackingOption = None,
+    home: HomeOption = None,
+) -> None:
+    """Finished runs grouped by config: mean, std, 95% CI over seeds, paired diff to baseline."""
+    from workbench.report import compare_experiment
+    from workbench.track import default_uri
+    from workbench.train.result import home_dir
+
+    uri = tracking_uri or default_uri(home_dir(home))
+    emit(compare_experiment(uri, experiment, metric, group_by), format, output)
