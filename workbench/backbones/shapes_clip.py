@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from workbench.data.scenes import COLOURS, SHAPES, SIZES, Scene, caption, random_scene, render
+from workbench.model.vision import random_init_asked
 
 CHECKPOINT = "open_clip_pytorch_model.bin"
 
@@ -90,7 +91,8 @@ def train_clip(
     """Trains the CLIP and writes ``out_dir/{name}.json`` and its checkpoint; returns the dir."""
     register_config(name, recipe.open_clip_config(), out_dir)
     torch.manual_seed(seed)
-    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
+    with random_init_asked():  # the CLIP is about to be trained from scratch
+        model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=None)
     tokenizer = open_clip.get_tokenizer(name)
     rng = np.random.default_rng([seed, 10])
     # scenes come in twins that differ in one object's shape, and batches hold both twins:

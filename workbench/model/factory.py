@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +18,7 @@ from transformers import (
     PreTrainedModel,
     PreTrainedTokenizerBase,
 )
+from transformers.utils import logging as hf_logging
 
 from workbench.model.flamingo import Flamingo, FlamingoConfig
 from workbench.model.vision import load_vision, offline
@@ -150,6 +153,18 @@ def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> PreTrained
     return _from_hub(load, name_or_path, "language model", dtype=dtype)
 
 
+@contextlib.contextmanager
+def _no_progress_bars() -> Iterator[None]:
+    """transformers draws a "Loading weights" bar on every load; a run has one bar (its own)."""
+    was = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was:
+            hf_logging.enable_progress_bar()
+
+
 def _from_hub(load: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
     """``load(name_or_path)`` from a local directory or the local hub cache; from the hub only
     when it is reachable. Offline, a missing model fails at once with what to fetch."""
@@ -157,7 +172,8 @@ def _from_hub(load: Any, name_or_path: str, what: str, **kwargs: Any) -> Any:
     if not local and name_or_path.startswith((".", "/", "~")):  # a path, not a hub id
         raise FileNotFoundError(f"{what} directory {name_or_path} does not exist")
     try:
-        return load(name_or_path, local_files_only=local or offline(), **kwargs)
+        with _no_progress_bars():
+            return load(name_or_path, local_files_only=local or offline(), **kwargs)
     except OSError as err:
         if local:
             raise OSError(f"cannot load the {what} in {name_or_path}: {err}") from None

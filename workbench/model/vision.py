@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import socket
 import urllib.parse
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -88,18 +90,25 @@ def load_vision(name: str, pretrained: str | None = None) -> tuple[VisionEncoder
         )
     if pretrained is not None and _looks_like_path(pretrained) and not Path(pretrained).exists():
         raise FileNotFoundError(f"vision checkpoint {pretrained} does not exist")
-    logger = logging.getLogger()
-    level = logger.level
-    if pretrained is None:  # open_clip warns on purpose-built random models; we asked for them
-        logger.setLevel(logging.ERROR)
-    try:
-        if pretrained is not None and not _looks_like_path(pretrained):
-            pretrained = cached_open_clip_weights(name, pretrained)
+    if pretrained is not None and not _looks_like_path(pretrained):
+        pretrained = cached_open_clip_weights(name, pretrained)
+    with random_init_asked() if pretrained is None else contextlib.nullcontext():
         model, _, processor = open_clip.create_model_and_transforms(name, pretrained=pretrained)
-    finally:
-        logger.setLevel(level)
     dim = int(config["vision_cfg"]["width"])
     return VisionEncoder(model.visual, dim), processor
+
+
+@contextlib.contextmanager
+def random_init_asked() -> Iterator[None]:
+    """open_clip warns ("No pretrained weights loaded") on every model built without weights,
+    through the root logger; inside this block we asked for random weights on purpose."""
+    logger = logging.getLogger()
+    level = logger.level
+    logger.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def _looks_like_path(pretrained: str) -> bool:
