@@ -6,7 +6,7 @@ laptop. The objective is 4-shot VQA accuracy on 100 held-out shapes questions at
 run: training losses are not comparable across mixtures or filters, which change the data.
 """
 
-from workbench.search import Study
+from workbench.study import Study
 
 SHORT = {
     "train.steps": 150,

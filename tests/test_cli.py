@@ -122,6 +122,8 @@ def test_run_ablate_and_compare(home):
 
     frame = runs_frame(default_uri(home), "shapes_tiny")
     assert frame.height == 4 and set(frame["seed"]) == {0, 1}
+    assert set(frame["status"]) == {"FINISHED"} and frame["parent_run_id"].null_count() == 4
+    (base_id,) = set(frame["base_config_id"])  # the variant is compared within its base config
     table = compare(frame, ["final/loss/mmc4"])
     base = table.filter(pl.col("axis.xattn_every").is_null()).row(0, named=True)
     ablated = table.filter(pl.col("axis.xattn_every") == "2").row(0, named=True)
@@ -137,11 +139,15 @@ def test_run_ablate_and_compare(home):
 
     out = wb("compare", "--home", str(home), "--metric", "final/loss/mmc4", "--format", "markdown")
     assert out.exit_code == 0
-    assert "| variant | config_id | axis.xattn_every | metric |" in out.output
+    assert "| variant | base_config_id | config_id | axis.xattn_every | metric |" in out.output
     assert out.output.splitlines()[2].startswith("| baseline |")  # the baseline first
     grouped = wb("compare", "--home", str(home), "--group-by", "xattn_every", "--format", "csv")
-    assert grouped.output.splitlines()[0].startswith("variant,axis.xattn_every,metric,n,mean,std")
-    assert grouped.output.splitlines()[3].startswith("xattn_every=2,2,")
+    header = "variant,base_config_id,axis.xattn_every,metric,n,mean,std"
+    assert grouped.output.splitlines()[0].startswith(header)
+    assert grouped.output.splitlines()[3].startswith(f"xattn_every=2,{base_id},2,")
+    shown = wb("compare", "--home", str(home)).output  # the rich table
+    assert f"base configuration {base_id}" in shown and "diff to baseline [95% CI]" in shown
+    assert "xattn_every=2" in shown and "2 pairs" in shown
     parquet = home / "table.parquet"
     assert wb("compare", "--home", str(home), "--format", "parquet", "--output", str(parquet))
     assert pl.read_parquet(parquet).height == 4  # 2 configs x 2 metrics

@@ -26,6 +26,7 @@ from workbench.search import (
     load_studies,
     run_study,
     storage_for,
+    study_from_json,
     study_json,
     study_variant,
     work,
@@ -63,15 +64,20 @@ def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tm
         [client.get_run(parent).info.experiment_id], f"tags.`mlflow.parentRunId` = '{parent}'"
     )
     assert len(children) == 8  # 4 cells x 2 seeds
+    base_config_id = study.base_spec(tmp_path).config_id
     for trial in trials:  # ids on both sides
         for seed in (0, 1):
             run = client.get_run(trial.user_attrs[f"run_id/seed{seed}"])
             assert run.data.tags["trial"] == str(trial.number)
             assert run.data.tags["axis.xattn_every"] == trial.params["xattn_every"]
             assert run.data.tags["trial_state"] == "COMPLETE"  # mirrored from Optuna
+            assert run.data.tags["base_config_id"] == base_config_id
+    finished = client.get_run(parent)
+    assert finished.info.status == "FINISHED" and finished.data.metrics["trials_complete"] == 4
 
     again = run_study(study, workers=1, home=tmp_path)  # a resumed study continues, not restarts
     assert len(again.get_trials()) == 4
+    assert client.get_run(parent).info.status == "FINISHED"
 
     from typer.testing import CliRunner
 
@@ -188,6 +194,7 @@ def test_quality_versus_compute_gives_a_pareto_front(tiny_world, tiny_lm_dirs, t
     study = Study("pareto", str(path), {"xattn_every": (1, 4)}, seeds=(0,), compute_objective=True)
     done = run_study(study, home=tmp_path)
     assert [len(t.values) for t in done.get_trials()] == [2, 2]  # (loss, seconds) per trial
+    assert done.metric_names == ["final/loss/mmc4", "seconds"]  # optuna-dashboard's labels
     assert all(t.values[1] > 0 for t in done.get_trials())
     from workbench.search import pareto_front
 
@@ -219,7 +226,7 @@ def test_studies_load_from_their_own_file_of_the_checkout_and_the_working_direct
 ):
     (tmp_path / "ablations").mkdir()
     (tmp_path / "ablations" / "studies.py").write_text(
-        "from workbench.search import Study\n\n"
+        "from workbench.search import Study  # the re-export works too\n\n"
         "Study('from-the-working-directory', 'shapes_tiny', {'xattn_every': (1, 2)})\n"
     )
     monkeypatch.chdir(tmp_path)
@@ -242,14 +249,19 @@ def test_a_study_of_an_experiment_whose_spec_takes_no_home(tmp_path):
     assert "spec-without-home" in STUDIES
 
 
-def test_a_study_variant_is_its_own_registered_study():
+def test_a_study_variant_keeps_the_name_and_the_registered_study():
     study = Study("variant-base", "shapes_tiny", {"xattn_every": (1, 2)})
     assert study_variant(study) is study
     more = study_variant(study, seeds=(0, 1, 2), sampler="tpe")
-    assert more.name == "variant-base[design=tpe-seeds=(0,1,2)]" and more.seeds == (0, 1, 2)
-    assert (
-        STUDIES.get(more.name) is more
-        and study_variant(study, seeds=(0, 1, 2), sampler="tpe") is more
-    )
+    assert more.name == "variant-base" and more.seeds == (0, 1, 2) and more.design == "tpe"
+    assert STUDIES.get("variant-base") is study  # the definition stays registered
+    assert study_from_json(study_json(more)) == more  # what a worker process runs
     with pytest.raises(SpecError, match="not grid or tpe"):
         study_variant(study, sampler="random")
+
+
+def test_the_study_definition_lives_outside_the_optuna_package():
+    import workbench.study
+
+    assert Study is workbench.study.Study and STUDIES is workbench.study.STUDIES
+    assert study_variant is workbench.study.study_variant

@@ -40,3 +40,19 @@ def test_a_study_and_its_report_write_nothing_into_the_working_directory(
     logged = Path(client.get_run(parent).info.artifact_uri.removeprefix("file://"))
     assert (logged / "report" / "report.html").is_file()
     assert logged.is_relative_to(artifacts)
+
+
+def test_another_database_keeps_its_artifacts_under_the_home_too(tmp_path, monkeypatch):
+    home, cwd = tmp_path / "home", tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    uri = f"sqlite:///{tmp_path / 'elsewhere' / 'other.db'}"  # `wb run --tracking-uri ...`
+    (tmp_path / "elsewhere").mkdir()
+    experiment_id = track.prepare(uri, "elsewhere_experiment", home)
+    client = MlflowClient(uri)
+    artifacts = (home / "artifacts").resolve().as_uri()
+    assert client.get_experiment(experiment_id).artifact_location.startswith(artifacts)
+    default = client.get_experiment_by_name("Default")  # unused by the workbench: beside the db
+    assert default is not None
+    assert default.artifact_location == (tmp_path / "elsewhere" / "artifacts" / "0").as_uri()
+    assert sorted(p.name for p in cwd.iterdir()) == []

@@ -1,5 +1,9 @@
 """What ``wb list`` shows: every registered component kind, name and options (with defaults),
-the axes with their values and baselines, and the experiments."""
+the axes with their values and baselines, the studies (one line each), and the experiments.
+
+The studies are loaded by :func:`workbench.study.load_studies`, which runs
+``ablations/studies.py`` without importing optuna.
+"""
 
 from __future__ import annotations
 
@@ -7,17 +11,14 @@ import dataclasses
 from typing import Any
 
 from workbench import experiments
-from workbench.axes import load_ablations
 from workbench.registry import REGISTRIES, RegistryError
-
-# Registries that are machinery, not choices a spec makes.
-_INTERNAL = frozenset({"study"})
+from workbench.study import load_studies
 
 
 def kinds() -> list[str]:
-    """Every kind ``wb list`` knows, ``experiment`` last."""
-    load_ablations()
-    return [*sorted(k for k in REGISTRIES if k not in _INTERNAL), "experiment"]
+    """Every kind ``wb list`` knows (the axes and studies loaded), ``experiment`` last."""
+    load_studies()
+    return [*sorted(REGISTRIES), "experiment"]
 
 
 def catalog(kind: str | None = None) -> list[str]:
@@ -32,8 +33,16 @@ def catalog(kind: str | None = None) -> list[str]:
             continue
         lines.append(f"{name}:")
         for item_name, item in REGISTRIES[name].items():
-            lines.append(f"  {item_name}{_axis(item) if name == 'axis' else options(item)}")
+            lines.append(f"  {item_name}{_describe(name, item)}")
     return lines
+
+
+def _describe(kind: str, item: Any) -> str:
+    if kind == "axis":
+        return _axis(item)
+    if kind == "study":
+        return f": {item.summary()}"
+    return options(item)
 
 
 def _axis(axis: Any) -> str:

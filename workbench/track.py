@@ -4,15 +4,17 @@ The default store is ``sqlite:///<home>/mlflow.db`` with artifacts in ``<home>/a
 MLflow tracking URI (e.g. a server over PostgreSQL) works instead. Only rank 0 holds a
 :class:`Tracker`; the others get :class:`NullTracker`.
 
-Metrics are queued and written by a background thread in batches (``log_batch``), so logging
-costs the training loop a dictionary append, not a database round trip.
+Metrics are queued and written by a thread in batches, so logging costs the training loop a list
+append, not a database round trip (MLflow's own asynchronous logging costs several times more:
+``benchmarks/tracking_overhead.py``). Runs carry MLflow's standard tags and system metrics.
 """
 
 from __future__ import annotations
 
+import getpass
 import logging
 import os
-import queue
+import sys
 import threading
 import time
 from collections.abc import Mapping
@@ -25,9 +27,13 @@ from mlflow.tracking import MlflowClient
 
 _BATCH = 1000  # MLflow's limit of metrics per log_batch call
 _PARAM_CHARS = 6000
+#: MLflow 3's kind of a model-training experiment (not GenAI); its UI (3.17) opens one on the
+#: runs table when the URL says so too: ``#/experiments/<id>?workflowType=machine_learning``.
+EXPERIMENT_KIND = {"mlflow.experimentKind": "custom_model_development"}
 
-logging.getLogger("alembic").setLevel(logging.WARNING)
-logging.getLogger("mlflow.store.db.utils").setLevel(logging.WARNING)
+for _name in ("alembic", "mlflow.store.db.utils", "mlflow.system_metrics"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")  # no "View run at" lines
 # an unreachable server should fail in seconds, not after minutes of retries
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
 os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
@@ -45,8 +51,8 @@ def prepare(uri: str, experiment: str, home: Path) -> str:
     """Creates the store (if new) and the experiment (if missing); returns the experiment id.
 
     A new experiment keeps its artifacts in ``<home>/artifacts/<experiment>``, never relative to
-    the working directory; an existing one keeps the location it was created with. Called once
-    before any worker starts, so ranks never race to create them.
+    the working directory; an existing one keeps its location. Either is tagged with
+    :data:`EXPERIMENT_KIND`. Called before any worker starts, so ranks never race to create them.
     """
     try:
         client = _client(uri)
@@ -56,22 +62,23 @@ def prepare(uri: str, experiment: str, home: Path) -> str:
             f"cannot use the MLflow tracking store {uri}: {str(err).splitlines()[0][:200]}. "
             "Start the server, fix --tracking-uri, or leave it out for the local SQLite store"
         ) from None
-    if found is not None:
-        return str(found.experiment_id)
-    location = (Path(home).resolve() / "artifacts" / experiment).as_uri()
-    try:
-        return str(client.create_experiment(experiment, artifact_location=location))
-    except mlflow.exceptions.MlflowException:  # created meanwhile by another process
-        found = client.get_experiment_by_name(experiment)
-        if found is None:
-            raise
-        return str(found.experiment_id)
+    if found is None:
+        location = (Path(home).resolve() / "artifacts" / experiment).as_uri()
+        try:
+            return str(client.create_experiment(experiment, location, tags=EXPERIMENT_KIND))
+        except mlflow.exceptions.MlflowException:  # created meanwhile by another process
+            found = client.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+    for key, value in EXPERIMENT_KIND.items():
+        if key not in found.tags:  # created before the workbench tagged them, or by hand
+            client.set_experiment_tag(found.experiment_id, key, value)
+    return str(found.experiment_id)
 
 
 def _client(uri: str) -> MlflowClient:
-    """A client of ``uri``; a new SQLite store is created with its "Default" experiment's
-    artifacts beside the database (MLflow would put them in ``./mlruns`` of the working
-    directory)."""
+    """A client of ``uri``; a new SQLite store gets its "Default" experiment's artifacts beside
+    the database (MLflow would put them in ``./mlruns`` of the working directory)."""
     if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
@@ -86,24 +93,16 @@ class NullTracker:
 
     run_id: str | None = None
 
-    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
-        pass
-
-    def set_tags(self, tags: Mapping[str, Any]) -> None:
-        pass
-
-    def log_text(self, text: str, name: str) -> None:
-        pass
-
-    def flush(self) -> None:
-        pass
-
-    def finish(self, status: str = "FINISHED") -> None:
-        pass
+    def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
+    def set_tags(self, tags: Mapping[str, Any]) -> None: ...
+    def log_text(self, text: str, name: str) -> None: ...
+    def flush(self) -> None: ...
+    def finish(self, status: str = "FINISHED") -> None: ...
 
 
 class Tracker(NullTracker):
-    """One MLflow run: started new, or continued (``run_id``) after a resume."""
+    """One MLflow run: started new, or continued (``run_id``) after a resume; metrics written
+    every ``flush_every_s`` seconds, system metrics sampled every ``system_metrics_every_s``."""
 
     def __init__(
         self,
@@ -116,11 +115,13 @@ class Tracker(NullTracker):
         home: Path,
         run_id: str | None = None,
         flush_every_s: float = 2.0,
+        system_metrics_every_s: float = 10.0,
     ) -> None:
         self.client = _client(uri)
         if run_id is None:
             experiment_id = prepare(uri, experiment, home)
-            run = self.client.create_run(experiment_id, run_name=run_name, tags=_tags(tags))
+            texts = {k: str(v) for k, v in tags.items()}
+            run = self.client.create_run(experiment_id, run_name=run_name, tags=texts)
             self.run_id = run.info.run_id
             params_list = [Param(k, _param(v)) for k, v in sorted(params.items())]
             for i in range(0, len(params_list), 100):
@@ -129,23 +130,21 @@ class Tracker(NullTracker):
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
             self.set_tags(tags)
-        self._queue: queue.Queue[Metric | None] = queue.Queue()
-        self._flushed = threading.Condition()
-        self._pending = 0
+        self._queued: list[Metric] = []  # logged, not yet written
+        self._lock, self._writing = threading.Lock(), threading.Lock()
         self._error: BaseException | None = None
-        self._flush_every_s = flush_every_s
-        self._thread = threading.Thread(target=self._writer, name="mlflow-writer", daemon=True)
-        self._thread.start()
+        self._stopped = threading.Event()
+        threading.Thread(target=self._writer, args=(flush_every_s,), daemon=True).start()
+        self._monitor = _system_metrics(uri, self.run_id, system_metrics_every_s, bool(run_id))
 
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None:
         """Queues ``metrics`` at ``step``; written in the background."""
         if self._error is not None:
-            raise RuntimeError("the MLflow writer failed") from self._error
+            raise RuntimeError("MLflow could not write the run's metrics") from self._error
         now = int(time.time() * 1000)
-        with self._flushed:
-            self._pending += len(metrics)
-        for key, value in metrics.items():
-            self._queue.put(Metric(key, float(value), now, step))
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        with self._lock:
+            self._queued += batch
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if tags:
@@ -155,49 +154,70 @@ class Tracker(NullTracker):
         self.client.log_text(self.run_id, text, name)  # type: ignore[arg-type]
 
     def flush(self) -> None:
-        """Blocks until every queued metric is written."""
-        self._queue.put(None)
-        with self._flushed:
-            self._flushed.wait_for(lambda: self._pending == 0 or self._error is not None)
+        """Writes every metric queued so far before it returns (in ``log_batch`` calls of 1000)."""
+        with self._writing:
+            with self._lock:
+                batch, self._queued = self._queued, []
+            for i in range(0, len(batch), _BATCH):
+                self.client.log_batch(self.run_id, metrics=batch[i : i + _BATCH])  # type: ignore[arg-type]
         if self._error is not None:
-            raise RuntimeError("the MLflow writer failed") from self._error
+            raise RuntimeError("MLflow could not write the run's metrics") from self._error
 
     def finish(self, status: str = "FINISHED") -> None:
+        self._stopped.set()
         try:
             self.flush()
         finally:
+            if self._monitor is not None:
+                self._monitor.finish()
             self.client.set_terminated(self.run_id, status=status)  # type: ignore[arg-type]
 
-    def _writer(self) -> None:
-        batch: list[Metric] = []
-        deadline = time.monotonic() + self._flush_every_s
-        while True:
+    def _writer(self, every_s: float) -> None:
+        while not self._stopped.wait(every_s):
             try:
-                item = self._queue.get(timeout=max(deadline - time.monotonic(), 0.01))
-            except queue.Empty:
-                item = None
-            if item is not None:
-                batch.append(item)
-            if item is None or len(batch) >= _BATCH or time.monotonic() >= deadline:
-                try:
-                    for i in range(0, len(batch), _BATCH):
-                        self.client.log_batch(self.run_id, metrics=batch[i : i + _BATCH])  # type: ignore[arg-type]
-                except BaseException as err:  # surfaced to the training loop on its next call
-                    self._error = err
-                with self._flushed:
-                    self._pending -= len(batch)
-                    self._flushed.notify_all()
-                batch = []
-                deadline = time.monotonic() + self._flush_every_s
+                self.flush()
+            except BaseException as err:  # raised in the training loop by its next call
+                self._error = err
+                return
+
+
+def _system_metrics(uri: str, run_id: str, every_s: float, resumed: bool) -> Any:
+    """MLflow's monitor of ``system/...`` metrics (CPU, memory, disk, network, GPU), started
+    for ``run_id``; None without ``psutil`` or with ``every_s`` 0."""
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+    except ImportError:  # psutil is missing
+        return None
+    if every_s <= 0:
+        return None
+    monitor = SystemMetricsMonitor(run_id, every_s, resume_logging=resumed, tracking_uri=uri)
+    monitor.start()
+    return monitor
+
+
+def standard_tags(commit: str) -> dict[str, str]:
+    """MLflow's own tags of a run, shown in its UI: the commit (without ``-dirty``), the entry
+    point (``wb <command>``, ``python -m <module>`` or a script) and the user."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] not in ("", "-c") else ""
+    if main is not None:
+        script = "python -m " + main.name.removesuffix(".__main__")
+    elif script == "wb" and len(sys.argv) > 1:
+        script = f"wb {sys.argv[1]}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a bare container)
+        user = "unknown"
+    tags = {"mlflow.source.name": script or "workbench", "mlflow.source.type": "LOCAL",
+            "mlflow.user": user}  # fmt: skip
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags
 
 
 def _param(value: Any) -> str:
     text = str(value)
     return text if len(text) <= _PARAM_CHARS else text[: _PARAM_CHARS - 3] + "..."
-
-
-def _tags(tags: Mapping[str, Any]) -> dict[str, str]:
-    return {k: str(v) for k, v in tags.items()}
 
 
 def _tags_list(tags: Mapping[str, Any]) -> list[RunTag]:
@@ -226,24 +246,18 @@ def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[d
     query = "attributes.status = 'FINISHED'" if finished_only else ""
     while True:
         page = client.search_runs([found.experiment_id], query, max_results=1000, page_token=token)
-        for run in page:
-            runs.append(
-                {
-                    "run_id": run.info.run_id,
-                    "run_name": run.info.run_name,
-                    "status": run.info.status,
-                    "params": dict(run.data.params),
-                    "tags": dict(run.data.tags),
-                    "metrics": dict(run.data.metrics),
-                }
-            )
+        runs += [{"run_id": run.info.run_id, "run_name": run.info.run_name,
+                  "status": run.info.status, "params": dict(run.data.params),
+                  "tags": dict(run.data.tags), "metrics": dict(run.data.metrics)}
+                 for run in page]  # fmt: skip
         token = page.token
         if not token:
             return runs
 
 
-def experiment_names(uri: str) -> list[str]:
-    return sorted(e.name for e in _client(uri).search_experiments())
+def experiment_ids(uri: str) -> dict[str, str]:
+    """The experiments at ``uri``, name -> id, by name."""
+    return dict(sorted((e.name, e.experiment_id) for e in _client(uri).search_experiments()))
 
 
 def log_metrics_to(uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:

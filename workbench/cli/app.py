@@ -64,8 +64,11 @@ def ints(text: str, option: str = "--seeds") -> list[int]:
     return values
 
 
-def emit(table: Any, format: str, output: Path | None) -> None:
-    """Prints (or writes to ``output``) a polars table as a table, Markdown, CSV or parquet."""
+def emit(
+    table: Any, format: str, output: Path | None, render: Callable[[Any], str] | None = None
+) -> None:
+    """Prints (or writes to ``output``) a polars table as a table (``render``'s text if given),
+    Markdown, CSV or parquet."""
     from workbench.report import to_markdown
     from workbench.spec import SpecError
 
@@ -75,7 +78,9 @@ def emit(table: Any, format: str, output: Path | None) -> None:
         table.write_parquet(output)
         typer.echo(f"wrote {output}")
         return
-    if format == "table":
+    if format == "table" and render is not None:
+        text = render(table)
+    elif format == "table":
         import polars as pl
 
         with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=240, fmt_str_lengths=40):

@@ -14,8 +14,10 @@ from workbench.cli.app import HomeOption, TrackingOption, app, emit, friendly
 @friendly
 def compare_runs(
     experiment: Annotated[str, typer.Option(help="The MLflow experiment.")] = "shapes_tiny",
+    study: Annotated[str | None, typer.Option(help="Only the runs of this study.")] = None,
     group_by: Annotated[
-        list[str] | None, typer.Option(help="Group by these axes instead of by config.")
+        list[str] | None,
+        typer.Option(help="Group by these axes (the others at baseline) instead of by config."),
     ] = None,
     metric: Annotated[
         list[str] | None, typer.Option(help="Metrics (default final/loss/laion, final/loss/mmc4).")
@@ -25,10 +27,13 @@ def compare_runs(
     tracking_uri: TrackingOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Finished runs grouped by config: mean, std, 95% CI over seeds, paired diff to baseline."""
-    from workbench.report import compare_experiment
+    """Each variant against the baseline of its base configuration (the experiment and its
+    --set overrides): mean and 95% CI over seeds, and the difference to the baseline paired by
+    seed."""
+    from workbench.report import compare_experiment, render_comparison
     from workbench.track import default_uri
     from workbench.train.result import home_dir
 
     uri = tracking_uri or default_uri(home_dir(home))
-    emit(compare_experiment(uri, experiment, metric, group_by), format, output)
+    table = compare_experiment(uri, experiment, metric, group_by, study)
+    emit(table, format, output, render=render_comparison)

@@ -26,17 +26,19 @@ def search(
     tracking_uri: TrackingOption = None,
     home: HomeOption = None,
 ) -> None:
-    """Runs (or continues) an Optuna study; every trial's runs are MLflow child runs."""
-    import polars as pl
+    """Runs (or continues) an Optuna study; every trial's runs are MLflow child runs.
 
-    from workbench.search import load_studies, run_study, study_variant, trials_table
+    The study keeps its name (wb report STUDY reports it); the seeds, budget and sampler it
+    runs with are recorded on it. A continued study must keep the seeds its trials ran with.
+    """
+    from workbench.search import load_studies, print_trials, run_study, study_variant, trials_table
     from workbench.train.result import home_dir
 
     chosen = study_variant(load_studies().get(study), trials=trials, sampler=sampler,
                            seeds=tuple(ints(seeds)) if seeds is not None else None)  # fmt: skip
     done = run_study(chosen, storage=storage, workers=workers, home=home_dir(home),
                      tracking_uri=tracking_uri, prepare=True)  # fmt: skip
-    typer.echo(str(pl.DataFrame(trials_table(done))))
+    print_trials(trials_table(done))
     typer.echo(f"report: wb report {study} --home {home_dir(home)}")
 
 

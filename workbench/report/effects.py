@@ -1,10 +1,10 @@
 """Effect statistics: the mean and Student-t interval over seeds, Holm's correction, and the
-per-axis effects of a study (paired by seed against the baseline)."""
+per-axis effects of a study, paired by seed against the study's declared baseline."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import polars as pl
@@ -28,6 +28,16 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> tuple[float, f
     return mean, std, mean - half, mean + half
 
 
+def paired_p(diffs: Sequence[float]) -> float:
+    """Two-sided p-value of the paired t-test that the mean of ``diffs`` is 0; NaN when
+    untestable (fewer than two pairs, or no spread among them)."""
+    mean, std, _, _ = mean_ci(diffs)
+    if len(diffs) < 2 or not std > 0:
+        return math.nan
+    t = mean / (std / math.sqrt(len(diffs)))
+    return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
+
+
 def holm(p_values: Sequence[float]) -> list[float]:
     """Holm-Bonferroni adjusted p-values (family-wise error over the comparisons)."""
     order = sorted(range(len(p_values)), key=lambda i: p_values[i])
@@ -40,46 +50,69 @@ def holm(p_values: Sequence[float]) -> list[float]:
     return adjusted
 
 
+def _per_seed(runs: pl.DataFrame, metric: str) -> pl.DataFrame:
+    """``seed`` and the mean of ``metric`` over the runs of that seed (a cell a TPE search
+    sampled twice has two runs per seed: they are one observation, not two)."""
+    return (
+        runs.group_by("seed")
+        .agg(pl.col(metric).drop_nulls().mean())
+        .drop_nulls(metric)
+        .sort("seed")
+    )
+
+
 def _effect_row(group: pl.DataFrame, base: pl.DataFrame, metric: str) -> dict[str, Any]:
     """Mean and CI of ``metric`` over ``group``'s seeds; its paired difference to ``base``
-    (columns ``seed``, ``base``) with the paired t-test's p-value (NaN when untestable)."""
-    mean, std, low, high = mean_ci(group[metric].drop_nulls().to_list())
-    paired = group.select("seed", metric).join(base, on="seed")
+    (columns ``seed``, ``base``) on the seeds both have, with the paired t-test's p-value."""
+    mean, std, low, high = mean_ci(group[metric].to_list())
+    paired = group.join(base, on="seed")
     diffs = (paired[metric] - paired["base"]).to_list()
     diff, _, diff_low, diff_high = mean_ci(diffs)
-    p = math.nan
-    if len(diffs) > 1 and any(d != 0 for d in diffs):
-        p = float(stats.ttest_1samp(diffs, 0.0).pvalue)
     return {"n": group.height, "mean": mean, "std": std, "ci95_low": low, "ci95_high": high,
-            "diff": diff, "diff_ci95_low": diff_low, "diff_ci95_high": diff_high,
-            "p": p}  # fmt: skip
+            "pairs": len(diffs), "diff": diff, "diff_ci95_low": diff_low,
+            "diff_ci95_high": diff_high, "p": paired_p(diffs)}  # fmt: skip
 
 
-def study_effects(frame: pl.DataFrame, metric: str, study: str) -> pl.DataFrame:
-    """Per axis value: mean and CI over seeds, and the paired difference to the baseline with
-    a paired t-test, Holm-adjusted over every comparison of the study."""
-    runs = frame.filter(pl.col("study") == study) if "study" in frame.columns else frame
-    axes = axis_columns(runs)
+def study_effects(runs: pl.DataFrame, metric: str, baselines: Mapping[str, str]) -> pl.DataFrame:
+    """Per axis value, the other axes at their baseline: the mean and CI of ``metric`` over
+    seeds, and the paired difference to the baseline configuration with a paired t-test,
+    Holm-adjusted over every comparison of the study.
+
+    Args:
+        runs: the study's runs, one row each: ``seed``, ``metric`` and ``axis.<name>`` per axis.
+        metric: the column compared.
+        baselines: axis name (or its ``axis.<name>`` column) -> its declared baseline value
+            (``Study.baseline()``); never inferred from the runs (the most frequent value of
+            an unbalanced study is not its baseline).
+
+    Returns:
+        One row per (axis, value), the baseline value first: ``axis``, ``value``, ``baseline``,
+        ``n`` (seeds), ``mean``, ``std``, ``ci95_low``, ``ci95_high``, ``pairs`` (seeds shared
+        with the baseline), ``diff`` (variant - baseline), ``diff_ci95_low``,
+        ``diff_ci95_high``, ``p``, ``p_holm``; empty when no run has ``metric``.
+    """
     if runs.is_empty() or metric not in runs.columns:
         return pl.DataFrame()
-    baseline_values = {
-        a: runs[a].drop_nulls().mode().to_list()[0] for a in axes if runs[a].drop_nulls().len()
-    }
-    is_base = pl.all_horizontal([pl.col(a) == baseline_values[a] for a in baseline_values])
-    base = runs.filter(is_base).select("seed", pl.col(metric).alias("base"))
+    columns = {(a if a.startswith("axis.") else f"axis.{a}"): str(v) for a, v in baselines.items()}
+    missing = [c for c in columns if c not in runs.columns]
+    if missing:
+        raise ValueError(f"the runs carry no {missing} tags; axes present: {axis_columns(runs)}")
+    at_base = {c: pl.col(c).cast(pl.Utf8) == v for c, v in columns.items()}
+    base_runs = runs.filter(pl.all_horizontal(list(at_base.values())))
+    base = _per_seed(base_runs, metric).rename({metric: "base"})
     rows: list[dict[str, Any]] = []
-    for axis in axes:
-        others = [pl.col(a) == baseline_values[a] for a in axes if a != axis]
+    for column, baseline in columns.items():
+        others = [test for c, test in at_base.items() if c != column]
         varied = runs.filter(pl.all_horizontal(others)) if others else runs
-        for value in sorted(varied[axis].drop_nulls().unique().to_list()):
-            group = varied.filter(pl.col(axis) == value)
-            rows.append({"axis": axis.removeprefix("axis."), "value": value,
-                         "baseline": value == baseline_values[axis],
+        present = {str(v) for v in varied[column].drop_nulls().to_list()} - {baseline}
+        for value in [baseline, *sorted(present)]:
+            group = _per_seed(varied.filter(pl.col(column).cast(pl.Utf8) == value), metric)
+            rows.append({"axis": column.removeprefix("axis."), "value": value,
+                         "baseline": value == baseline,
                          **_effect_row(group, base, metric)})  # fmt: skip
-    table = pl.DataFrame(rows)
     tested = [i for i, r in enumerate(rows) if not math.isnan(r["p"])]
     adjusted = holm([rows[i]["p"] for i in tested])
     p_holm = [math.nan] * len(rows)
-    for i, value in zip(tested, adjusted, strict=True):
-        p_holm[i] = value
-    return table.with_columns(pl.Series("p_holm", p_holm))
+    for i, adjusted_p in zip(tested, adjusted, strict=True):
+        p_holm[i] = adjusted_p
+    return pl.DataFrame(rows).with_columns(pl.Series("p_holm", p_holm))

@@ -1,8 +1,9 @@
-"""The plots of a study report, as PNG files: the effect of each axis value with its interval,
-and the learning curves of each configuration."""
+"""The plots of a study report, as PNG files: the paired difference of each axis value to the
+baseline with its interval, and the learning curves of each configuration."""
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +23,40 @@ def _pyplot() -> Any:
     return plt
 
 
-def plot_effects(effects: pl.DataFrame, axes: list[str], metric: str, path: Path) -> Path:
-    """One panel per axis: the mean of ``metric`` per value, with its 95% interval over seeds."""
+def effect_bars(effects: pl.DataFrame) -> list[tuple[str, float, float, float]]:
+    """(``axis=value``, diff, low, high) of each comparison with the baseline that has paired
+    seeds, in the order of ``effects`` (:func:`~workbench.report.effects.study_effects`)."""
+    bars = []
+    for row in effects.filter(~pl.col("baseline")).iter_rows(named=True):
+        if row["diff"] is not None and not math.isnan(row["diff"]):
+            label = f"{row['axis']}={row['value']}"
+            bars.append((label, row["diff"], row["diff_ci95_low"], row["diff_ci95_high"]))
+    return bars
+
+
+def draw_effects(ax: Any, bars: list[tuple[str, float, float, float]], metric: str) -> None:
+    """Each comparison's paired difference as a point with its 95% interval (none for one
+    pair), one row each, the first at the top, against a line at 0 (no effect)."""
+    ys = list(range(len(bars)))
+    diffs = [diff for _, diff, _, _ in bars]
+    # NaN bounds (one pair) draw no bar
+    err = [[d - lo if lo == lo else 0.0 for _, d, lo, _ in bars],
+           [hi - d if hi == hi else 0.0 for _, d, _, hi in bars]]  # fmt: skip
+    ax.errorbar(diffs, ys, xerr=err, fmt="o", capsize=4)
+    ax.axvline(0.0, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(ys, [label for label, _, _, _ in bars])
+    ax.set_ylim(len(bars) - 0.5, -0.5)  # the first comparison at the top
+    ax.set_xlabel(f"{metric}: variant - baseline (paired by seed, 95% CI)")
+    if not bars:
+        ax.text(0.5, 0.5, "no comparison with paired seeds", ha="center", transform=ax.transAxes)
+
+
+def plot_effects(effects: pl.DataFrame, metric: str, path: Path) -> Path:
+    """The paired difference to the baseline of each axis value, with its interval."""
     plt = _pyplot()
-    panels = max(len(axes), 1)
-    fig, axs = plt.subplots(1, panels, figsize=(4 * panels, 3.2), squeeze=False)
-    for ax, axis in zip(axs[0], axes, strict=False):
-        part = effects.filter(pl.col("axis") == axis.removeprefix("axis."))
-        xs = list(range(part.height))
-        means = part["mean"].to_list()
-        lows, highs = part["ci95_low"].to_list(), part["ci95_high"].to_list()
-        # NaN bounds (one seed) draw no bar
-        err = [[m - lo if lo == lo else 0 for m, lo in zip(means, lows, strict=True)],
-               [hi - m if hi == hi else 0 for m, hi in zip(means, highs, strict=True)]]  # fmt: skip
-        ax.errorbar(xs, means, yerr=err, fmt="o", capsize=4)
-        ax.set_xticks(xs, [str(v) for v in part["value"].to_list()])
-        ax.set_title(axis.removeprefix("axis."))
-        ax.set_ylabel(metric)
+    bars = effect_bars(effects)
+    fig, ax = plt.subplots(figsize=(7, 1.2 + 0.45 * max(len(bars), 1)))
+    draw_effects(ax, bars, metric)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

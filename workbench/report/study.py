@@ -4,29 +4,28 @@ as markdown and a self-contained HTML page with PNG plots."""
 
 from __future__ import annotations
 
-import base64
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import polars as pl
 
-from workbench.report.effects import axis_columns, study_effects
+from workbench.report.effects import axis_columns
 from workbench.report.html import to_html
 from workbench.report.plots import CURVE_METRIC, plot_effects, plot_learning_curves
 from workbench.report.tables import runs_frame, to_markdown
 
 
-def _study_runs(
-    uri: str, experiment: str, study: str, metric: str
-) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """(the study's finished runs, their effects on ``metric``); fails when there are none."""
-    frame = runs_frame(uri, experiment)
-    if frame.is_empty() or "study" not in frame.columns:
-        raise ValueError(f"no finished runs of study {study!r} in experiment {experiment!r}")
-    runs = frame.filter(pl.col("study") == study)
-    effects = study_effects(runs, metric, study)
-    if effects.is_empty():
-        raise ValueError(f"the runs of study {study!r} have no metric {metric!r}")
-    return runs, effects
+def study_runs(uri: str, experiment: str, parent_run_id: str) -> pl.DataFrame:
+    """The finished runs of a study: the children of its MLflow parent run, whatever else
+    ``experiment`` holds (a quickstart's runs, other studies), without the ``axis.*`` columns
+    that only those other runs carry."""
+    frame = runs_frame(uri, experiment)  # finished runs only
+    if frame.is_empty():
+        return frame
+    runs = frame.filter(pl.col("parent_run_id") == parent_run_id)
+    foreign = [c for c in axis_columns(runs) if runs[c].null_count() == runs.height]
+    return runs.drop(foreign)
 
 
 def _cost(runs: pl.DataFrame, axes: list[str]) -> pl.DataFrame:
@@ -43,27 +42,36 @@ def _reruns(effects: pl.DataFrame) -> pl.DataFrame:
         effects.filter(~pl.col("baseline"))
         .with_columns((pl.col("diff_ci95_high") - pl.col("diff_ci95_low")).alias("diff_ci_width"))
         .sort("diff_ci_width", descending=True, nulls_last=False)
-        .select("axis", "value", "n", "diff", "diff_ci_width")
+        .select("axis", "value", "pairs", "diff", "diff_ci_width")
         .head(5)
     )
 
 
+def _axes(effects: pl.DataFrame) -> list[str]:
+    """The ``axis.*`` columns of the study's axes, in the order of ``effects``."""
+    return [f"axis.{a}" for a in effects["axis"].unique(maintain_order=True).to_list()]
+
+
 def _sections(study: str, metric: str, runs: pl.DataFrame, effects: pl.DataFrame) -> list[str]:
     """The markdown of the effects, curves, cost and reruns (the plots by file name)."""
+    base = effects.filter(pl.col("baseline"))
+    baseline = ", ".join(f"{a}={v}" for a, v in zip(base["axis"], base["value"], strict=True))
     return [
         f"# Study `{study}`\n",
         f"Objective: `{metric}` over {runs.height} finished runs "
-        f"({runs['seed'].n_unique()} seeds per configuration, paired by seed).\n",
+        f"({runs['seed'].n_unique()} seeds, paired by seed). "
+        f"Baseline (as the axes declare it): `{baseline}`.\n",
         "## Effects per axis\n",
-        "Mean and Student-t 95% interval over seeds; `diff` is the paired difference to the "
-        "baseline value of the axis (others at baseline), `p_holm` its paired t-test p-value "
-        "with Holm's correction over all comparisons.\n",
+        "Mean and Student-t 95% interval over seeds of each axis value with the other axes at "
+        "their baseline; `diff` is its paired difference to the baseline configuration "
+        "(variant - baseline, over the `pairs` seeds both ran), `p_holm` the paired t-test's "
+        "p-value with Holm's correction over all comparisons.\n",
         to_markdown(effects),
         "\n![effects](effects.png)\n",
         f"## Learning curves\n\nMean over seeds of `{CURVE_METRIC}` by step, band = min to max.\n",
         "![learning curves](learning_curves.png)\n",
         "## Cost per configuration\n",
-        to_markdown(_cost(runs, axis_columns(runs))),
+        to_markdown(_cost(runs, _axes(effects))),
         "\n## Reruns that would narrow the uncertainty most\n",
         "Comparisons with the widest interval on their difference first (more seeds there halve "
         "the width with four times the runs):\n",
@@ -71,55 +79,73 @@ def _sections(study: str, metric: str, runs: pl.DataFrame, effects: pl.DataFrame
     ]
 
 
-def _search_sections(
-    trials: pl.DataFrame | None,
-    importance: dict[str, float] | None,
-    importance_method: str,
-    pareto: pl.DataFrame | None,
-) -> list[str]:
+@dataclass(frozen=True)
+class SearchTables:
+    """What the search itself knows of a study, beside its runs.
+
+    Attributes:
+        trials: one row per Optuna trial (``workbench.search.trials_table``).
+        importance: parameter -> importance over the completed trials.
+        importance_method: the evaluator that gave ``importance``.
+        pareto: the non-dominated trials of a (quality, seconds) study.
+    """
+
+    trials: pl.DataFrame | None = None
+    importance: Mapping[str, float] = field(default_factory=dict)
+    importance_method: str = ""
+    pareto: pl.DataFrame | None = None
+
+
+def _search_sections(search: SearchTables) -> list[str]:
     """The markdown of what the search itself knows: importances, Pareto front, trials."""
     sections: list[str] = []
-    if importance:
+    if search.importance:
         sections += [
-            f"\n## Parameter importance ({importance_method})\n",
+            f"\n## Parameter importance ({search.importance_method})\n",
             "A screening signal from the completed trials, not an effect estimate:\n",
-            "\n".join(f"- {k}: {v:.3f}" for k, v in importance.items()),
+            "\n".join(f"- {k}: {v:.3f}" for k, v in search.importance.items()),
         ]
-    if pareto is not None and not pareto.is_empty():
-        sections += ["\n## Pareto front (objective vs measured seconds)\n", to_markdown(pareto)]
-    if trials is not None and not trials.is_empty():
-        sections += ["\n## Trials\n", to_markdown(trials)]
+    if search.pareto is not None and not search.pareto.is_empty():
+        sections += ["\n## Pareto front (objective vs measured seconds)\n",
+                     to_markdown(search.pareto)]  # fmt: skip
+    if search.trials is not None and not search.trials.is_empty():
+        sections += ["\n## Trials\n", to_markdown(search.trials)]
     return sections
 
 
 def write_study_report(
     uri: str,
-    experiment: str,
     study: str,
     metric: str,
+    runs: pl.DataFrame,
+    effects: pl.DataFrame,
     out_dir: str | Path,
-    trials: pl.DataFrame | None = None,
-    importance: dict[str, float] | None = None,
-    importance_method: str = "",
-    pareto: pl.DataFrame | None = None,
+    search: SearchTables | None = None,
 ) -> dict[str, Path]:
     """Markdown and self-contained HTML reports (with PNG plots) of a study's finished runs.
 
-    Returns the paths written: ``report.md``, ``report.html`` and the plots.
+    Args:
+        uri: the MLflow tracking URI (the learning curves are read from it).
+        study: the study's name.
+        metric: the objective ``effects`` compares.
+        runs: the study's finished runs (:func:`study_runs`).
+        effects: their :func:`~workbench.report.effects.study_effects` on ``metric``.
+        out_dir: the folder written (created).
+        search: the Optuna side: trials, importances, Pareto front.
+
+    Returns:
+        The paths written by kind: ``markdown``, ``html`` and the plots.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    runs, effects = _study_runs(uri, experiment, study, metric)
-    axes = axis_columns(runs)
     plots = {
-        "effects": plot_effects(effects, axes, metric, out / "effects.png"),
-        "curves": plot_learning_curves(uri, runs, axes, out / "learning_curves.png"),
+        "effects": plot_effects(effects, metric, out / "effects.png"),
+        "curves": plot_learning_curves(uri, runs, _axes(effects), out / "learning_curves.png"),
     }
     sections = _sections(study, metric, runs, effects)
-    sections += _search_sections(trials, importance, importance_method, pareto)
+    sections += _search_sections(search or SearchTables())
     markdown = "\n".join(sections) + "\n"
     paths = {"markdown": out / "report.md", "html": out / "report.html", **plots}
     paths["markdown"].write_text(markdown)
-    images = {p.name: base64.b64encode(p.read_bytes()).decode() for p in plots.values()}
-    paths["html"].write_text(to_html(markdown, images))
+    paths["html"].write_text(to_html(markdown, {p.name: p.read_bytes() for p in plots.values()}))
     return paths

@@ -1,5 +1,6 @@
 """A trial's objective: the axis values it suggests, one tracked run per seed (MLflow child runs
-of the study's parent run), the mean of the objective metric over the seeds."""
+of the study's parent run, tagged with the study, the trial, the axis values and the
+``base_config_id`` of the spec without them), the mean of the objective metric over the seeds."""
 
 from __future__ import annotations
 
@@ -11,14 +12,16 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from workbench.search.study import Study
+from workbench.search.display import Quiet
 from workbench.spec import RunSpec, SpecError
+from workbench.study import Study
 
 if TYPE_CHECKING:
     from workbench.train.result import RunResult
 
 Objective = Callable[[optuna.Trial], float | tuple[float, float]]
 OnEval = Callable[[int, dict[str, float]], None]
+OnStep = Callable[[int, dict[str, float]], None]
 
 
 def _suggest(trial: optuna.Trial, study: Study) -> dict[str, str]:
@@ -32,14 +35,21 @@ def _suggest(trial: optuna.Trial, study: Study) -> dict[str, str]:
 
 
 def _run_seed(
-    spec: RunSpec, study: Study, home: Path, uri: str, tags: Mapping[str, Any], on_eval: OnEval
+    spec: RunSpec,
+    study: Study,
+    home: Path,
+    uri: str,
+    tags: Mapping[str, Any],
+    on_eval: OnEval,
+    on_step: OnStep,
 ) -> RunResult:
     """One seed of a trial, tracked (and resumed if it ran before), in this process or as one
-    torchrun job (this worker asks and tells; the job's ranks train); its ``RunResult``."""
+    torchrun job (this worker asks and tells; the job's ranks train); its ``RunResult``.
+    ``on_step`` sees the steps of an in-process run only."""
     from workbench.runs import Processes, RunOptions, execute
 
     options = RunOptions(home=home, tracking_uri=uri, tags=tags, resume=True,
-                         show_progress=False, on_eval=on_eval)  # fmt: skip
+                         show_progress=False, on_eval=on_eval, on_step=on_step)  # fmt: skip
     result = execute(spec, options, Processes(nproc_per_node=study.nproc_per_node))
     assert result is not None  # rank 0 is on this machine
     return result
@@ -68,28 +78,35 @@ def _objective_value(result: RunResult, key: str) -> float:
     return float(metric)
 
 
-def objective_for(study: Study, home: Path, uri: str, parent_run_id: str) -> Objective:
+def objective_for(
+    study: Study, home: Path, uri: str, parent_run_id: str, watch: Quiet | None = None
+) -> Objective:
     """The Optuna objective of ``study``: the mean over seeds (and the seconds, when
-    ``compute_objective``) of the runs of the suggested configuration."""
+    ``compute_objective``) of the runs of the suggested configuration; ``watch`` is told of
+    each trial, run and step."""
     from workbench.axes import apply_all
     from workbench.train.result import Stopped
 
     base = study.base_spec(home)
+    watch = watch or Quiet()
 
     def objective(trial: optuna.Trial) -> float | tuple[float, float]:
         trial.set_user_attr("host", socket.gethostname())
         trial.set_user_attr("pid", os.getpid())
         choices = _suggest(trial, study)
+        watch.trial_started(trial.number, choices)
         spec = apply_all(base, choices)
         tags = {"mlflow.parentRunId": parent_run_id, "study": study.name, "trial": trial.number,
+                "base_config_id": base.config_id,
                 **{f"axis.{k}": v for k, v in choices.items()}}  # fmt: skip
         values: list[float] = []
         seconds = 0.0
         for index, seed in enumerate(study.seeds):
             report = _pruning_report(trial, study, index * spec.train.steps)
+            watch.run_started(seed, index, spec.train.steps)
             try:
                 result = _run_seed(spec.override({"train.seed": seed}), study, home, uri, tags,
-                                   report)  # fmt: skip
+                                   report, watch.step)  # fmt: skip
             except Stopped as stop:
                 trial.set_user_attr(f"run_id/seed{seed}", stop.run_id)
                 raise optuna.TrialPruned(str(stop)) from None

@@ -1,15 +1,63 @@
 """``wb report``: a study's report from its Optuna study and MLflow runs, logged to the study's
-MLflow parent run."""
+MLflow parent run (the files as artifacts, the headline effects as metrics)."""
 
 from __future__ import annotations
 
+import math
+import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+import optuna
 import polars as pl
 
-from workbench.search.storage import open_study, storage_for
-from workbench.search.study import Study
+from workbench.search.storage import storage_for
 from workbench.search.tables import importance, pareto_front, trials_table
+from workbench.spec import SpecError
+from workbench.study import Study
+
+if TYPE_CHECKING:
+    from workbench.report.study import SearchTables
+
+
+def _journal(storage: str | None, home: Path) -> Path | None:
+    """The journal file :func:`storage_for` opens (and would create) for ``storage``; None for
+    an RDB URL."""
+    if storage is None or storage.endswith(".journal") or storage.startswith("journal:"):
+        return Path(storage.removeprefix("journal:")) if storage else home / "optuna.journal"
+    return None
+
+
+def _ran(study: Study, storage: str | None, home: Path) -> tuple[optuna.Study, str]:
+    """The Optuna study of ``study`` and its MLflow parent run, opened read-only: a study that
+    has not run fails before anything (a journal, its queued trials) is written."""
+    not_run = f"study {study.name!r} has no finished runs; run it first: wb search {study.name}"
+    journal = _journal(storage, home)
+    if journal is not None and not journal.is_file():
+        raise SpecError(f"{not_run} (no Optuna journal {journal})")
+    backend = storage_for(storage, home)
+    if study.name not in optuna.study.get_all_study_names(backend):
+        raise SpecError(f"{not_run} (not in its Optuna storage)")
+    optuna_study = optuna.load_study(study_name=study.name, storage=backend)
+    parent = optuna_study.user_attrs.get("mlflow_parent_run_id")
+    if not parent:
+        raise SpecError(f"{not_run} (no MLflow parent run)")
+    return optuna_study, str(parent)
+
+
+def effect_metrics(effects: pl.DataFrame) -> dict[str, float]:
+    """The headline effects as MLflow metrics of the parent run: per comparison
+    ``effect/<axis>/<value>`` (the paired difference to the baseline) and its
+    ``/ci95_low``, ``/ci95_high`` (MLflow names allow no ``=``)."""
+    metrics: dict[str, float] = {}
+    for row in effects.filter(~pl.col("baseline")).iter_rows(named=True):
+        value = re.sub(r"[^\w.\- ]", "_", str(row["value"]))
+        name = f"effect/{row['axis']}/{value}"
+        for suffix, key in (("", "diff"), ("/ci95_low", "diff_ci95_low"),
+                            ("/ci95_high", "diff_ci95_high")):  # fmt: skip
+            if row[key] is not None and not math.isnan(row[key]):
+                metrics[name + suffix] = float(row[key])
+    return metrics
 
 
 def report_study(
@@ -20,21 +68,47 @@ def report_study(
     storage: str | None = None,
     tracking_uri: str | None = None,
 ) -> dict[str, Path]:
-    """Writes the report of ``study`` to ``out`` (default ``<home>/reports/<study>``) and logs
-    it to the parent run (its artifacts under ``home``); the paths written, by kind."""
-    from workbench.report import write_study_report
-    from workbench.track import default_uri, log_artifacts
+    """Writes the report of ``study``'s finished runs to ``out`` (default
+    ``<home>/reports/<study>``) and logs it, with its headline effects, to the study's MLflow
+    parent run; the paths written, by kind. A study without finished runs fails as a
+    :class:`~workbench.spec.SpecError` having written nothing."""
+    from workbench.report.effects import study_effects
+    from workbench.report.study import study_runs, write_study_report
+    from workbench.track import default_uri, log_artifacts, log_metrics_to
 
     uri = tracking_uri or default_uri(home)
-    optuna_study = open_study(study, storage_for(storage, home))
-    scores, method = importance(optuna_study)
+    optuna_study, parent = _ran(study, storage, home)
+    experiment = study.mlflow_experiment(home)
+    runs = study_runs(uri, experiment, parent)
+    if runs.is_empty():
+        raise SpecError(f"study {study.name!r} has no finished runs in experiment {experiment!r}")
+    try:
+        effects = study_effects(runs, study.objective, study.baseline())
+    except ValueError as e:
+        raise SpecError(f"study {study.name!r}: {e}") from None
+    if effects.is_empty():
+        known = sorted(c for c in runs.columns if c.startswith(("final/", "eval/")))
+        raise SpecError(f"the runs of study {study.name!r} have no metric {study.objective!r}; "
+                        f"metrics present: {known}")  # fmt: skip
+    out = out or home / "reports" / study.name
     paths = write_study_report(
-        uri, study.mlflow_experiment(home), study.name, study.objective,
-        out or home / "reports" / study.name,
-        trials=pl.DataFrame(trials_table(optuna_study)), importance=scores,
-        importance_method=method, pareto=pl.DataFrame(pareto_front(optuna_study)),
-    )  # fmt: skip
-    parent = optuna_study.user_attrs.get("mlflow_parent_run_id")
-    if parent:
-        log_artifacts(uri, parent, list(paths.values()), "report")
+        uri, study.name, study.objective, runs, effects, out, _search(optuna_study)
+    )
+    log_artifacts(uri, parent, list(paths.values()), "report")
+    metrics = effect_metrics(effects)
+    if metrics:
+        log_metrics_to(uri, parent, metrics, step=0)
     return paths
+
+
+def _search(optuna_study: optuna.Study) -> SearchTables:
+    """What the search knows of ``optuna_study``: its trials, importances, Pareto front."""
+    from workbench.report.study import SearchTables
+
+    scores, method = importance(optuna_study)
+    return SearchTables(
+        trials=pl.DataFrame(trials_table(optuna_study)),
+        importance=scores,
+        importance_method=method,
+        pareto=pl.DataFrame(pareto_front(optuna_study)),
+    )

@@ -1,10 +1,18 @@
-"""Opening a study's Optuna study: its storage, sampler and pruner, its enqueued cells, and the
-trials of dead workers."""
+"""Opening a study's Optuna study: its storage, sampler and pruner, its enqueued cells, its
+objectives' names, the settings it runs with, and the trials of dead workers.
+
+A study is continued under its name: ``wb search X --trials 20`` after ``wb search X`` extends
+its budget, ``--sampler tpe`` searches beyond its grid, and the latest budget and sampler are
+recorded. Its seeds are fixed once a trial has started (the trials' means must be over the same
+seeds to be compared): continuing with other seeds, the definition's default included, stops
+with an error that names the recorded ones.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +21,8 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from optuna.trial import TrialState
 
-from workbench.search.study import Study
 from workbench.spec import SpecError
+from workbench.study import Study, budget
 
 
 def storage_for(url: str | None, home: Path) -> Any:
@@ -71,7 +79,43 @@ def open_study(study: Study, storage: Any) -> optuna.Study:
         for cell in cells:
             optuna_study.enqueue_trial(cell, skip_if_exists=True)
         optuna_study.set_user_attr("enqueued", True)
+    names = metric_names(study)
+    if optuna_study.metric_names != names:  # what optuna-dashboard labels the objectives with
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna_study.set_metric_names(names)
     return optuna_study
+
+
+def metric_names(study: Study) -> list[str]:
+    """The names of the objectives: the metric, and ``seconds`` for a compute objective."""
+    return [study.objective] + (["seconds"] if study.compute_objective else [])
+
+
+def settings(study: Study) -> dict[str, Any]:
+    """What a run of ``study`` records on its Optuna study (user attributes) and MLflow parent
+    run (``study.<key>`` tags): seeds, trial budget, sampler, objective."""
+    return {"seeds": list(study.seeds), "trials": study.trials, "budget": budget(study),
+            "design": study.design, "objective": study.objective,
+            "direction": study.direction}  # fmt: skip
+
+
+def record_settings(study: Study, optuna_study: optuna.Study) -> dict[str, Any]:
+    """Records :func:`settings` of ``study`` on ``optuna_study`` and returns them; raises
+    :class:`SpecError` when a trial has started with other seeds."""
+    recorded = optuna_study.user_attrs.get("seeds")
+    started = any(t.state != TrialState.WAITING for t in optuna_study.get_trials(deepcopy=False))
+    if recorded is not None and list(recorded) != list(study.seeds) and started:
+        seeds = ",".join(map(str, recorded))
+        raise SpecError(
+            f"study {study.name!r} ran with seeds {seeds}; continue it with --seeds {seeds} "
+            "(its trials are compared over the same seeds)"
+        )
+    values = settings(study)
+    for key, value in values.items():
+        if optuna_study.user_attrs.get(key) != value:
+            optuna_study.set_user_attr(key, value)
+    return values
 
 
 def fail_dead_local_trials(optuna_study: optuna.Study) -> None:

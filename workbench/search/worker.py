@@ -1,19 +1,29 @@
 """Running a study: worker processes that pop trials from the shared storage until the budget is
-spent, and the study's MLflow parent run."""
+spent, the study's MLflow parent run around them, and the live display of their progress."""
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import IO
 
 import optuna
 from optuna.trial import TrialState
 
+from workbench.search.display import Quiet, watch
 from workbench.search.objective import mirror_to_mlflow, objective_for
-from workbench.search.storage import fail_dead_local_trials, open_study, storage_for
-from workbench.search.study import Study, budget, load_studies, study_from_json, study_json
+from workbench.search.parent import parent_run
+from workbench.search.storage import (
+    fail_dead_local_trials,
+    open_study,
+    record_settings,
+    storage_for,
+)
+from workbench.study import Study, budget, load_studies, study_from_json, study_json
 
 
 def work(
@@ -23,12 +33,15 @@ def work(
     home: Path,
     uri: str,
     parent_run_id: str,
+    shown: Quiet | None = None,
 ) -> None:
-    """One worker: runs trials until the study's budget is spent."""
+    """One worker: runs trials until the study's budget is spent; ``shown`` is told of them."""
     optuna_study = open_study(study, storage_for(storage, home))
-    objective = objective_for(study, home, uri, parent_run_id)
+    objective = objective_for(study, home, uri, parent_run_id, shown)
     total = budget(study)
     while True:
+        if shown is not None:
+            shown.refresh(force=True)
         fail_dead_local_trials(optuna_study)
         trials = optuna_study.get_trials(deepcopy=False)
         started = [t for t in trials if t.state != TrialState.WAITING]
@@ -50,35 +63,67 @@ def run_study(
     home: Path,
     tracking_uri: str | None = None,
     prepare: bool = False,
+    live: bool | None = None,
 ) -> optuna.Study:
-    """Runs ``study`` with ``workers`` processes on this machine (more machines may join with
-    the same storage) and returns it; ``prepare`` first builds the base experiment's inputs
-    (its ``prepare``, e.g. the shapes world and backbones)."""
+    """Runs (or continues) ``study`` with ``workers`` processes on this machine (more machines
+    may join with the same storage) and returns it; ``prepare`` first builds the base
+    experiment's inputs (its ``prepare``, e.g. the shapes world and backbones). ``live`` shows
+    its progress (default: when stdout is a terminal). Its seeds, budget and sampler are
+    recorded (:func:`~workbench.search.storage.record_settings`: other seeds than those its
+    trials ran with are refused); its MLflow parent run ends FINISHED, FAILED or KILLED."""
     from workbench import experiments
-    from workbench.track import default_uri, study_parent_run
+    from workbench.track import default_uri
 
     if prepare:
         experiments.load(study.experiment).build_inputs(home)
     uri = tracking_uri or default_uri(home)
     optuna_study = open_study(study, storage_for(storage, home))
-    parent = optuna_study.user_attrs.get("mlflow_parent_run_id")
-    if parent is None:
-        experiment = study.mlflow_experiment(home)
-        parent = study_parent_run(uri, experiment, study.name, optuna_study._study_id, home)
-        optuna_study.set_user_attr("mlflow_parent_run_id", parent)
-    if workers <= 1:
-        work(study, storage=storage, home=home, uri=uri, parent_run_id=parent)
-    else:
-        command = [*WORKER, study.name, "--home", str(home),
-                   "--tracking-uri", uri, "--parent-run-id", parent,
-                   "--study-json", study_json(study)]  # fmt: skip
-        if storage:
-            command += ["--storage", storage]
-        processes = [subprocess.Popen(command) for _ in range(workers)]
-        codes = [p.wait() for p in processes]
-        if any(codes):
-            raise RuntimeError(f"search workers exited with {codes}")
+    settings = record_settings(study, optuna_study)
+    with (
+        parent_run(study, optuna_study, uri, home, settings) as parent,
+        watch(optuna_study, budget(study), workers, live) as shown,
+    ):
+        if workers <= 1:
+            work(study, storage=storage, home=home, uri=uri, parent_run_id=parent, shown=shown)
+        else:
+            _launch(study, workers, storage, home, uri, parent, shown)
     return optuna.load_study(study_name=study.name, storage=storage_for(storage, home))
+
+
+def _launch(
+    study: Study, workers: int, storage: str | None, home: Path, uri: str, parent: str,
+    shown: Quiet,
+) -> None:  # fmt: skip
+    """``workers`` worker processes of ``study``, watched (their trials, from the storage)
+    until they end; stopped when this process is interrupted. Under a live display their
+    output goes to ``<home>/logs/search-<study>/worker-<i>.log``."""
+    command = [*WORKER, study.name, "--home", str(home), "--tracking-uri", uri,
+               "--parent-run-id", parent, "--study-json", study_json(study)]  # fmt: skip
+    if storage:
+        command += ["--storage", storage]
+    logs = home / "logs" / f"search-{study.name}"
+    with contextlib.ExitStack() as files:
+        outputs: list[IO[str] | None] = [None] * workers
+        if shown.owns_terminal:
+            logs.mkdir(parents=True, exist_ok=True)
+            outputs = [
+                files.enter_context(open(logs / f"worker-{i}.log", "a")) for i in range(workers)
+            ]
+            shown.note(f"worker output: {logs}")
+        merged = subprocess.STDOUT if shown.owns_terminal else None
+        processes = [subprocess.Popen(command, stdout=out, stderr=merged) for out in outputs]
+        try:
+            while any(p.poll() is None for p in processes):
+                shown.refresh()
+                time.sleep(0.5)
+        finally:
+            for process in processes:
+                if process.poll() is None:
+                    process.terminate()
+                process.wait()
+    codes = [p.returncode for p in processes]
+    if any(codes):
+        raise RuntimeError(f"search workers exited with {codes}")
 
 
 #: The command of a worker process (not ``-m workbench.search``: running a module as
@@ -97,10 +142,9 @@ def worker_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--storage", default=None)
     parser.add_argument("--study-json", default=None)
     args = parser.parse_args(argv)
-    studies = load_studies()
-    if args.study in studies or args.study_json is None:
-        study = studies.get(args.study)
-    else:  # a variant made on the command line (other seeds, budget or sampler)
+    if args.study_json is not None:  # what the launcher runs (its seeds, budget and sampler)
         study = study_from_json(args.study_json)
+    else:
+        study = load_studies().get(args.study)
     work(study, storage=args.storage, home=args.home, uri=args.tracking_uri,
          parent_run_id=args.parent_run_id)  # fmt: skip

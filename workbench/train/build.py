@@ -55,20 +55,30 @@ def open_tracker(
     spec: RunSpec, home: Path, options: RunOptions, run_id: str | None, latest: Path | None
 ) -> Any:
     """The run's MLflow tracker on rank 0 (a new run, or the checkpoint's run when resuming);
-    a :class:`~workbench.track.NullTracker` without tracking."""
+    a :class:`~workbench.track.NullTracker` without tracking.
+
+    The run is named for what it is, ``<experiment> <axis=value ...> seed<k>`` (e.g.
+    ``shapes_tiny xattn_every=2 seed0``), from the ``axis.<name>`` tags of ``options``.
+    """
     if not options.track:
         return track.NullTracker()
+    commit = git_commit()
     tags = {
         "config_id": spec.config_id,
         "seed": spec.train.seed,
-        "git_commit": git_commit(),
+        "git_commit": commit,
         "run_dir": str(run_dir(spec, home).resolve()),
+        **track.standard_tags(commit),
         **options.tags,
     }
+    experiment = options.experiment or spec.name
+    axes = [
+        f"{k.removeprefix('axis.')}={v}" for k, v in options.tags.items() if k.startswith("axis.")
+    ]
     tracker = track.Tracker(
         options.tracking_uri or track.default_uri(home),
-        options.experiment or spec.name,
-        run_name=f"{spec.name}-{spec.config_id}-seed{spec.train.seed}",
+        experiment,
+        run_name=" ".join([experiment, *axes, f"seed{spec.train.seed}"]),
         params=spec.flatten(),
         tags=tags,
         run_id=run_id,
