@@ -24,6 +24,11 @@ PYTHON = sys.executable  # the interpreter nox runs under: the project's environ
 PARITY_OVERLAY = Path(".nox/parity-overlay")
 PARITY_PACKAGES = ["transformers==5.17.0"]
 REFERENCE_PACKAGES = ["open-flamingo==2.0.1", "einops-exts==0.0.4", "einops==0.8.2"]
+# The released checkpoints were written under transformers 4.x: tests/test_released.py builds
+# the reference there too, in a subprocess on this overlay (transformers 4.57, the hub client
+# and tokenizers it needs, the reference), again with the project's torch.
+RELEASED_OVERLAY = Path(".nox/tf457-overlay")
+RELEASED_PACKAGES = ["transformers==4.57.6", "huggingface-hub==0.36.2", "tokenizers==0.22.2"]
 
 
 @nox.session
@@ -45,10 +50,15 @@ def smoke(session: nox.Session) -> None:
 
 @nox.session
 def parity(session: nox.Session) -> None:
-    marker = PARITY_OVERLAY / ".complete"
-    if not marker.exists():
-        pip = [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(PARITY_OVERLAY)]
-        session.run(*pip, *PARITY_PACKAGES)
+    for overlay, packages in ((PARITY_OVERLAY, PARITY_PACKAGES), (RELEASED_OVERLAY, None)):
+        marker = overlay / ".complete"
+        if marker.exists():
+            continue
+        pip = [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(overlay)]
+        if packages is not None:
+            session.run(*pip, *packages)
+        else:  # exactly these, beside the project's own numpy, safetensors, ...
+            session.run(*pip, "--no-deps", *RELEASED_PACKAGES)
         session.run(*pip, "--no-deps", *REFERENCE_PACKAGES)  # its torch==2.0.1 pin cannot apply
         marker.touch()
     env = {"PYTHONPATH": str(PARITY_OVERLAY.resolve()), "WB_REQUIRE_PARITY": "1"}

@@ -11,6 +11,7 @@ import threading
 from dataclasses import replace
 from pathlib import Path
 
+import polars as pl
 import pytest
 import torch
 from helpers import base_spec
@@ -129,7 +130,7 @@ def test_prompts_follow_the_reference(tiny_world):
     assert lines[-1] == f"<image>Question:{query.question} Short answer:"
     zero = prompt(vqa, demos, query, text_only_demos=True)  # 0-shot: two text-only demos
     assert zero.count(MEDIA) == 1 and zero.endswith("Short answer:")
-    assert postprocess(vqa, "red. The next Question:", "</s>") == "red"
+    assert postprocess(vqa, "red. The next Question:", "</s>") == "red. The next"  # reference
     assert postprocess(vqa, "left</s>blah", "</s>") == "left"
 
 
@@ -179,6 +180,9 @@ def test_evaluate_gives_trials_mean_and_std(tiny_model, tiny_world):
     result = evaluate(model, tokenizer, processor, vqa, 2, trials=2, subset=5, batch_size=3)
     assert result.key == "eval/vqa/2shot" and result.n == 5 and len(result.trials) == 2
     assert 0.0 <= result.mean <= 1.0 and result.std >= 0.0
+    items = result.table()  # every question of every trial; a trial's score is their mean
+    means = [items.filter(items["trial"] == t)["score"].mean() for t in (0, 1)]
+    assert items.height == 10 and means == pytest.approx(result.trials)
     colour = load_task("classification_colour", tiny_world["eval"])
     scored = evaluate(model, tokenizer, processor, colour, 0, trials=1, subset=4, demos="rices")
     assert 0.0 <= scored.mean <= 1.0
@@ -295,3 +299,10 @@ def test_training_evaluates_periodically_and_wb_eval_logs_to_the_run(
     assert "majority answer" in out.output
     history = client.get_metric_history(result.run_id, "eval/vqa/0shot")
     assert [m.step for m in history].count(2) == 2  # the training-time value and wb eval's
+    # per-item results: artifacts of the run, from training (steps 0 and 2) and from wb eval
+    logged = [a.path for a in client.list_artifacts(result.run_id, "eval")]
+    assert len(logged) == 2 * 2 * 2 + 1 and all(p.endswith(".parquet") for p in logged)
+    mine = next(p for p in logged if "vqa" in p and "0shot" in p and "step" not in p)
+    items = pl.read_parquet(client.download_artifacts(result.run_id, mine, str(tmp_path)))
+    assert items.height == 4 * 2  # 4 questions x 2 trials, each with its own score
+    assert {"question_type", "answer_type", "score"} <= set(items.columns)

@@ -109,7 +109,7 @@ def test_conversion_rejects_foreign_and_incomplete_checkpoints(tiny_lm_dirs):
     wrong_shape = dict(released)
     key = next(k for k in released if k.startswith("perceiver.layers.0.0.to_q"))
     wrong_shape[key] = torch.zeros(3, 3)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(ValueError, match=rf"{key}: checkpoint \(3, 3\), model \("):
         load_reference_state_dict(model, wrong_shape)
 
 

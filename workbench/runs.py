@@ -135,7 +135,8 @@ def evaluate_checkpoint(
     say: Callable[[str], None] = print,
 ) -> dict[str, float]:
     """Few-shot evaluation of a trained run's checkpoint; the metrics are added to its MLflow
-    run (``eval/<task>/<k>shot`` at the checkpoint's step) when it has one."""
+    run (``eval/<task>/<k>shot`` at the checkpoint's step) when it has one, and the per-item
+    results (parquet, under the checkpoint's ``eval/``) as its artifacts."""
     from workbench.eval.run import evaluate_tasks
     from workbench.train.checkpoint import load_model, resolve
 
@@ -145,7 +146,7 @@ def evaluate_checkpoint(
     if not str(root) or not root.is_dir():
         raise SpecError("no evaluation directory: pass --data DIR (e.g. <world>/eval)")
     scores = evaluate_tasks(model, tokenizer, processor, root, tasks, shots, trials=trials,
-                            subset=subset, demos=demos)  # fmt: skip
+                            subset=subset, demos=demos, items_dir=checkpoint / "eval")  # fmt: skip
     metrics: dict[str, float] = {}
     for score in scores:
         metrics[score.result.key] = score.result.mean
@@ -155,5 +156,38 @@ def evaluate_checkpoint(
         home = home_dir(options.home if options else None)
         uri = (options.tracking_uri if options else None) or track.default_uri(home)
         track.log_metrics_to(uri, state["run_id"], metrics, int(state["step"]))
+        files = [score.items_file for score in scores if score.items_file is not None]
+        track.log_artifacts(uri, state["run_id"], files, "eval")
         say(f"logged to MLflow run {state['run_id']} at step {state['step']}")
     return metrics
+
+
+def evaluate_released(
+    checkpoint: Path,
+    preset: str,
+    tasks: Sequence[str],
+    shots: Sequence[int],
+    *,
+    data: Path,
+    trials: int = 3,
+    subset: int | None = None,
+    demos: str = "random",
+    home: str | Path | None = None,
+    say: Callable[[str], None] = print,
+) -> dict[str, float]:
+    """Few-shot evaluation of a released model (``preset``'s backbones and its released
+    ``checkpoint``) on the benchmark files under ``data``; each result's items are written under
+    ``<home>/released/<preset>/eval``."""
+    from workbench.eval.run import evaluate_tasks
+    from workbench.model.presets import load_released
+
+    if not data.is_dir():
+        raise SpecError(f"--data: {data} is not a directory of evaluation files")
+    model, processor, tokenizer = load_released(preset, checkpoint)
+    items = home_dir(home) / "released" / preset / "eval"
+    scores = evaluate_tasks(model, tokenizer, processor, data, tasks, shots, trials=trials,
+                            subset=subset, demos=demos, items_dir=items)  # fmt: skip
+    for score in scores:
+        say(score.line())
+    say(f"per-item results: {items}")
+    return {score.result.key: score.result.mean for score in scores}

@@ -21,6 +21,9 @@ from typing import Any, Literal
 
 from workbench.registry import registry
 
+#: Keys added after specs were first hashed: left out of ``config_id`` at their None default,
+#: so that the runs of specs that never set them keep their ids.
+LATER_KEYS = frozenset({"model.init_from"})
 # How a run executes, not what it computes: the training loop makes results independent of the
 # number of processes, and recomputing activations or saving more often changes no number.
 EXECUTION_KEYS = frozenset(
@@ -96,6 +99,7 @@ class ModelSpec:
     xattn_heads: int = 8
     xattn_dim_head: int = 64
     xattn_ff_mult: int = 4
+    init_from: str | None = None  # a released checkpoint.pt (or reference training checkpoint)
 
 
 @dataclass(frozen=True)
@@ -178,9 +182,9 @@ class RunSpec:
     def config_id(self) -> str:
         """10 hex digits of the canonical JSON without the seed and the keys that change how a
         run executes but not what it computes (:data:`EXECUTION_KEYS`)."""
-        flat = {
-            k: v for k, v in self.flatten().items() if k != "train.seed" and k not in EXECUTION_KEYS
-        }
+        flat = self.flatten()
+        skip = EXECUTION_KEYS | {"train.seed"} | {k for k in LATER_KEYS if flat.get(k) is None}
+        flat = {k: v for k, v in flat.items() if k not in skip}
         canonical = json.dumps(flat, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]
 

@@ -6,18 +6,17 @@ MLflow tracking URI (e.g. a server over PostgreSQL) works instead. Only rank 0 h
 
 Metrics are queued and written by a thread in batches, so logging costs the training loop a list
 append, not a database round trip (MLflow's own asynchronous logging costs several times more:
-``benchmarks/tracking_overhead.py``). Runs carry MLflow's standard tags and system metrics.
+``benchmarks/tracking_overhead.py``). Runs carry system metrics (``train.build`` sets MLflow's
+standard tags).
 """
 
 from __future__ import annotations
 
-import getpass
 import logging
 import os
-import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,6 +95,7 @@ class NullTracker:
     def log_metrics(self, metrics: Mapping[str, float], step: int) -> None: ...
     def set_tags(self, tags: Mapping[str, Any]) -> None: ...
     def log_text(self, text: str, name: str) -> None: ...
+    def log_artifacts(self, paths: Sequence[Path], folder: str) -> None: ...
     def flush(self) -> None: ...
     def finish(self, status: str = "FINISHED") -> None: ...
 
@@ -153,6 +153,10 @@ class Tracker(NullTracker):
     def log_text(self, text: str, name: str) -> None:
         self.client.log_text(self.run_id, text, name)  # type: ignore[arg-type]
 
+    def log_artifacts(self, paths: Sequence[Path], folder: str) -> None:
+        for path in paths:
+            self.client.log_artifact(self.run_id, str(path), folder)
+
     def flush(self) -> None:
         """Writes every metric queued so far before it returns (in ``log_batch`` calls of 1000)."""
         with self._writing:
@@ -193,26 +197,6 @@ def _system_metrics(uri: str, run_id: str, every_s: float, resumed: bool) -> Any
     monitor = SystemMetricsMonitor(run_id, every_s, resume_logging=resumed, tracking_uri=uri)
     monitor.start()
     return monitor
-
-
-def standard_tags(commit: str) -> dict[str, str]:
-    """MLflow's own tags of a run, shown in its UI: the commit (without ``-dirty``), the entry
-    point (``wb <command>``, ``python -m <module>`` or a script) and the user."""
-    main = getattr(sys.modules.get("__main__"), "__spec__", None)
-    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] not in ("", "-c") else ""
-    if main is not None:
-        script = "python -m " + main.name.removesuffix(".__main__")
-    elif script == "wb" and len(sys.argv) > 1:
-        script = f"wb {sys.argv[1]}"
-    try:
-        user = getpass.getuser()
-    except (KeyError, OSError):  # no login name (a bare container)
-        user = "unknown"
-    tags = {"mlflow.source.name": script or "workbench", "mlflow.source.type": "LOCAL",
-            "mlflow.user": user}  # fmt: skip
-    if commit != "unknown":
-        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
-    return tags
 
 
 def _param(value: Any) -> str:

@@ -103,6 +103,8 @@ def parse_document(sample: dict[str, Any]) -> Document:
         similarity = np.asarray(doc["similarity_matrix"], dtype=np.float64)
     except (ValueError, TypeError):  # ragged or not numeric
         raise BadRecord("similarity_shape", f"not an {expected} matrix of numbers") from None
+    if not info and similarity.size == 0:  # no images: ``[]`` is their (0, sentences) matrix
+        similarity = similarity.reshape(expected)
     if similarity.shape != expected:
         raise BadRecord(
             "similarity_shape",

@@ -3,15 +3,16 @@ fixed.
 
 Per document: drop images under ``min_image_bytes``; assign images to sentences and filter them
 (the ``mmc4_filter`` component); put ``<|endofchunk|><image>`` before each kept image's sentence;
-drop the first ``<|endofchunk|>``; end with ``<|endofchunk|>{eos}``; truncate to 256 tokens; keep
-at most 6 images. Documents left without images are dropped; single-image documents are kept
-with probability 0.5. Images are stacked in the order their ``<image>`` tokens appear in the
-text (the reference stacks them in image order, so image k can meet the wrong sentence).
+drop the first ``<|endofchunk|>``; remove one space before ``<|endofchunk|>`` and one on each
+side of ``<image>``; end with ``<|endofchunk|>{eos}``; truncate to 256 tokens; keep at most 6
+images. Documents without a usable image (none at all, too small, or none above the threshold)
+are dropped, not counted as broken; single-image documents are kept with probability 0.5.
+Images are stacked in the order their ``<image>`` tokens appear in the text (the reference
+stacks them in image order, so image k can meet the wrong sentence).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,14 @@ from workbench.data.filters import MMC4Filter, SimilarityThreshold
 from workbench.data.formats import Dropped, decode_image, parse_document
 from workbench.spec import MMC4Options
 
+# The reference's whitespace clean-up, in its order: each removes one space at each occurrence,
+# so "a  <image>" keeps a space (any other whitespace stays too).
+_ONE_SPACE = (
+    (" <|endofchunk|>", "<|endofchunk|>"),
+    ("<image> ", "<image>"),
+    (" <image>", "<image>"),
+)
+
 
 def interleave(sentences: list[str], image_sentences: list[int], eos_token: str) -> str:
     """The document text with ``<image>`` before each sentence in ``image_sentences``."""
@@ -28,8 +37,8 @@ def interleave(sentences: list[str], image_sentences: list[int], eos_token: str)
     for j in image_sentences:
         marked[j] = f"<|endofchunk|><image>{marked[j]}"
     text = " ".join(marked).replace("<|endofchunk|>", "", 1)
-    text = re.sub(r"\s*<\|endofchunk\|>", "<|endofchunk|>", text)
-    text = re.sub(r"\s*<image>\s*", "<image>", text)
+    for spaced, tight in _ONE_SPACE:
+        text = text.replace(spaced, tight)
     return f"{text}<|endofchunk|>{eos_token}"
 
 

@@ -5,8 +5,9 @@
 - Demonstrations: random from a query set (``query_size`` examples drawn per trial), or RICES
   (:mod:`workbench.eval.rices`): the query examples whose CLIP image embeddings are most similar
   to the test image, the most similar last.
-- Predictions (:mod:`workbench.eval.predict`): beam search, or class names ranked by their mean
-  per-token log-likelihood; scored by :mod:`workbench.eval.scoring`.
+- Predictions (:mod:`workbench.eval.predict`): beam search, read as the reference reads it
+  (:func:`~workbench.eval.prompts.postprocess`), or class names ranked by their mean per-token
+  log-likelihood; scored by :mod:`workbench.eval.scoring`, item by item (``EvalResult.items``).
 - Several trials (seeds) give the mean and standard deviation; the test subset is the same in
   every trial, only the demonstrations change.
 
@@ -25,17 +26,18 @@ from functools import partial
 from typing import Any, Literal, cast
 
 import numpy as np
+import polars as pl
 
 from workbench.eval.group import Group
 from workbench.eval.predict import predict
 from workbench.eval.prompts import EOC, MEDIA, demo_text, postprocess, prompt, query_text
 from workbench.eval.rices import Rices
-from workbench.eval.scoring import majority_baseline, question_type, score
+from workbench.eval.scoring import majority_baseline, score
 from workbench.eval.tasks import Dataset, Item, fixed_subset
 
 __all__ = [
     "EOC", "MEDIA", "EvalResult", "Rices", "demo_text", "evaluate", "majority_baseline",
-    "postprocess", "predict", "prompt", "query_text", "question_type",
+    "postprocess", "predict", "prompt", "query_text",
 ]  # fmt: skip
 
 _predict = predict  # the name the tests have always used
@@ -53,11 +55,18 @@ class EvalResult:
     trials: list[float]
     n: int  # test examples per trial
     details: dict[str, Any] = field(default_factory=dict)
+    # one row per test item and trial: ``trial`` and the columns of scoring.Scored.items
+    items: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def key(self) -> str:
         """The MLflow metric name: ``eval/<task>/<shots>shot``."""
         return f"eval/{self.task}/{self.shots}shot"
+
+    def table(self) -> pl.DataFrame:
+        """The per-item rows, with ``task`` and ``shots`` columns in front."""
+        rows = [{"task": self.task, "shots": self.shots, **row} for row in self.items]
+        return pl.DataFrame(rows, infer_schema_length=None)
 
 
 def evaluate(
@@ -95,21 +104,23 @@ def evaluate(
     model.eval()
     scores: list[float] = []
     details: dict[str, Any] = {}
+    items: list[dict[str, Any]] = []
     try:
         for trial in range(trials):
             rng = np.random.default_rng([seed, trial])
             chosen = _draw_demos(dataset, test, k, query_size, rng)
             demos_of = partial(_demos_of, chosen=chosen, rices=rices, k=k)
             predictions = _predictions(answer, test, demos_of, batch_size, group)
-            value, info = score(dataset, test, predictions)
-            scores.append(value)
-            details.update(info)
+            scored = score(dataset, test, predictions)
+            scores.append(scored.value)
+            details.update(scored.details)
+            items += [{"trial": trial, **row} for row in scored.items]
             details.setdefault("examples", [(it.id, predictions[it.id]) for it in test[:3]])
     finally:
         model.train(was_training)
     std = statistics.stdev(scores) if len(scores) > 1 else 0.0
     return EvalResult(dataset.name, shots, dataset.metric, statistics.fmean(scores), std, scores,
-                      len(test), details)  # fmt: skip
+                      len(test), details, items)  # fmt: skip
 
 
 def _draw_demos(

@@ -17,8 +17,8 @@ MEDIA, EOC = "<image>", "<|endofchunk|>"
 
 
 def demo_text(dataset: Dataset, item: Item) -> str:
-    if dataset.kind == "captioning":
-        return f"{MEDIA}Output:{item.answers[0]}{EOC}"
+    if dataset.kind == "captioning":  # the reference strips a demonstration's caption
+        return f"{MEDIA}Output:{item.answers[0].strip()}{EOC}"
     if dataset.kind == "vqa":
         return f"{MEDIA}Question:{item.question} Short answer:{item.answers[0]}{EOC}"
     return query_text(dataset, item) + f"{item.answers[0]}{EOC}"
@@ -42,11 +42,21 @@ def prompt(dataset: Dataset, demos: Sequence[Item], query: Item, text_only_demos
 
 
 def postprocess(dataset: Dataset, text: str, eos: str = "") -> str:
-    """The answer in the generated text: before ``<|endofchunk|>`` (or the end of text) and,
-    for VQA, before the model starts another question."""
+    """The answer in the generated text, read as the reference's evaluation reads it.
+
+    Generation stops at ``<|endofchunk|>`` (or the end of text), and the reference decodes with
+    the special tokens skipped, so the text is cut there and ``<image>`` removed. Then VQA
+    answers end before the first ``Question``, ``Answer`` or ``Short`` (the model starting
+    another demonstration) and before the first ``", "``; captions end before the first
+    ``Output`` and lose their double quotes. Surrounding whitespace goes (the metrics ignore it).
+    """
     text = text.split(EOC)[0]
     if eos:
         text = text.split(eos)[0]
-    if dataset.kind == "vqa":  # up to another question, a newline or a sentence's end
-        text = re.split(r"Question|Answer|Short|\n|\.(?:\s|$)", text)[0]
+    text = text.replace(MEDIA, "")
+    if dataset.kind == "vqa":
+        text = re.split("Question|Answer|Short", text, maxsplit=1)[0]
+        text = text.split(", ", 1)[0]
+    elif dataset.kind == "captioning":
+        text = text.split("Output", 1)[0].replace('"', "")
     return text.strip()

@@ -1,5 +1,5 @@
 """Evaluation from a spec: checking ``eval.*``, the periodic evaluator the training loop calls,
-and the task-by-shots table ``wb eval`` prints."""
+the task-by-shots table ``wb eval`` prints, and the per-item results as parquet files."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, cast
+
+import polars as pl
 
 from workbench.eval.fewshot import EvalResult, evaluate
 from workbench.eval.group import Group
@@ -33,18 +35,32 @@ def check_eval_spec(spec: EvalSpec) -> None:
         raise SpecError(f"eval.data: {spec.data} is not a directory")
 
 
+def save_items(result: EvalResult, directory: Path, step: int | None = None) -> Path:
+    """Writes ``result``'s per-item rows to ``directory/<task>_<shots>shot[_step<N>].parquet``
+    (the directory made if needed) and returns the file."""
+    directory.mkdir(parents=True, exist_ok=True)
+    suffix = "" if step is None else f"_step{step:08d}"
+    path = directory / f"{result.task}_{result.shots}shot{suffix}.parquet"
+    result.table().write_parquet(path)
+    return path
+
+
 class Evaluator:
     """Few-shot evaluation during training: ``eval/<task>/<shots>shot`` (on every rank).
 
     The datasets are read once, when ``spec.every > 0``; otherwise it is disabled and never due.
+    ``results`` holds the last call's results (their ``items`` included); with ``items_dir``,
+    rank 0 writes each to a parquet file there (:func:`save_items`), listed in ``item_files``.
     """
 
     def __init__(self, spec: EvalSpec, model: Any, tokenizer: Any, processor: Any,
-                 group: Group | None = None) -> None:  # fmt: skip
+                 group: Group | None = None, items_dir: Path | None = None) -> None:  # fmt: skip
         self.spec, self.model, self.tokenizer = spec, model, tokenizer
-        self.processor, self.group = processor, group
+        self.processor, self.group, self.items_dir = processor, group, items_dir
         self.enabled = spec.every > 0
         self.datasets: dict[str, Dataset] = {}
+        self.results: list[EvalResult] = []
+        self.item_files: list[Path] = []
         if self.enabled:
             self.datasets = {t: load_task(t, spec.data) for t in spec.tasks}
 
@@ -53,8 +69,10 @@ class Evaluator:
         and at the last."""
         return self.enabled and (step % self.spec.every == 0 or step == total_steps)
 
-    def __call__(self) -> dict[str, float]:
-        metrics = {}
+    def __call__(self, step: int | None = None) -> dict[str, float]:
+        """Every task at every shot count; ``step`` names the parquet files."""
+        metrics: dict[str, float] = {}
+        self.results, self.item_files = [], []
         for name, dataset in self.datasets.items():
             for shots in self.spec.shots:
                 result = evaluate(
@@ -64,17 +82,27 @@ class Evaluator:
                     batch_size=self.spec.batch_size, group=self.group,
                 )  # fmt: skip
                 metrics[f"eval/{name}/{shots}shot"] = result.mean
+                self.results.append(result)
+        if self.items_dir is not None and (self.group is None or self.group.rank == 0):
+            self.item_files = [save_items(r, self.items_dir, step) for r in self.results]
         return metrics
 
 
 @dataclass(frozen=True)
 class TaskScore:
-    """One task at one shot count, beside the score of always giving the most frequent answer."""
+    """One task at one shot count, beside the score of always giving the most frequent answer;
+    ``items_file``: the parquet file of its items, when one was written."""
 
     task: str
     shots: int
     result: EvalResult
     majority: float
+    items_file: Path | None = None
+
+    @property
+    def items(self) -> pl.DataFrame:
+        """One row per test item and trial (:meth:`EvalResult.table`)."""
+        return self.result.table()
 
     def line(self) -> str:
         r = self.result
@@ -95,6 +123,7 @@ def evaluate_tasks(
     trials: int,
     subset: int | None,
     demos: str,
+    items_dir: Path | None = None,
 ) -> list[TaskScore]:
     """Every registered task in ``tasks`` (read from the evaluation directory ``root``) at every
     shot count, task by task.
@@ -102,6 +131,8 @@ def evaluate_tasks(
     Args:
         subset: the test examples of each task (all if None).
         demos: ``random`` or ``rices``.
+        items_dir: where to write each result's items as parquet (:func:`save_items`); None
+            writes nothing.
     """
     if demos not in DEMOS:
         raise SpecError(f"demos: {demos!r} is not random or rices")
@@ -114,5 +145,6 @@ def evaluate_tasks(
             result = evaluate(
                 model, tokenizer, processor, dataset, k, trials=trials, subset=subset, demos=how
             )
-            scores.append(TaskScore(name, k, result, floor))
+            path = None if items_dir is None else save_items(result, items_dir)
+            scores.append(TaskScore(name, k, result, floor, path))
     return scores

@@ -1,66 +1,95 @@
-"""A trial's predictions scored by the dataset's metric, and the majority-answer floor."""
+"""A trial's predictions scored by the dataset's metric, item by item, and the majority-answer
+floor."""
 
 from __future__ import annotations
 
+import statistics
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
-from workbench.eval.metrics import accuracy, cider, roc_auc, vqa_accuracy
+from workbench.eval.metrics import accuracy, cider, cider_per_item, roc_auc, vqa_accuracy
 from workbench.eval.tasks import Dataset, Item, fixed_subset
 
 
-def score(
-    dataset: Dataset, test: list[Item], predictions: dict[str, Any]
-) -> tuple[float, dict[str, Any]]:
-    """The headline metric over ``test``, and its details (the CIDEr tokenizer, VQA accuracy by
-    question type, or the accuracy beside a ROC AUC).
+@dataclass(frozen=True)
+class Scored:
+    """A trial's headline metric, its details, and one row per test item.
+
+    Every row has ``id``, ``prediction`` and ``score``: the item's per-image CIDEr-D, its VQA
+    accuracy, or 1.0 for a correct class (0.0 otherwise). VQA rows add ``question``,
+    ``question_type`` and ``answer_type``; classification rows ``label``, and for a binary task
+    ``margin``, the log-likelihood of the positive class less the negative's (what ROC AUC ranks).
+    """
+
+    value: float
+    details: dict[str, Any]
+    items: list[dict[str, Any]]
+
+
+def score(dataset: Dataset, test: list[Item], predictions: dict[str, Any]) -> Scored:
+    """The headline metric over ``test`` with its details (the CIDEr tokenizer, VQA accuracy by
+    the annotations' question and answer types, or the accuracy beside a ROC AUC) and items.
 
     Args:
         predictions: by item id, the generated text or ``{class name: log-likelihood}``.
     """
     if dataset.kind == "captioning":
-        value, tokenizer = cider(
+        per_item, tokenizer = cider_per_item(
             {it.id: predictions[it.id] for it in test}, {it.id: list(it.answers) for it in test}
         )
-        return value, {"cider_tokenizer": tokenizer}
+        items = [
+            {"id": it.id, "prediction": predictions[it.id], "score": per_item[it.id]} for it in test
+        ]
+        return Scored(statistics.fmean(per_item.values()), {"cider_tokenizer": tokenizer}, items)
     if dataset.kind == "vqa":
-        values = [vqa_accuracy(predictions[it.id], it.answers) for it in test]
-        by_type: dict[str, list[float]] = {}
-        for it, v in zip(test, values, strict=True):
-            by_type.setdefault(question_type(it.question), []).append(v)
-        breakdown = {k: sum(v) / len(v) for k, v in sorted(by_type.items())}
-        return sum(values) / len(values), {"by_question_type": breakdown}
+        items = [
+            {"id": it.id, "question": it.question, "question_type": it.question_type,
+             "answer_type": it.answer_type, "prediction": predictions[it.id],
+             "score": vqa_accuracy(predictions[it.id], it.answers)}
+            for it in test
+        ]  # fmt: skip
+        details = {f"by_{kind}": _mean_by(items, kind) for kind in ("question_type", "answer_type")}
+        return Scored(statistics.fmean(row["score"] for row in items), details, items)
+    return _classification(dataset, test, predictions)
+
+
+def _classification(dataset: Dataset, test: list[Item], predictions: dict[str, Any]) -> Scored:
+    """Top-1 by log-likelihood; a binary task's headline is the ROC AUC of the margin."""
     best = [max(predictions[it.id], key=predictions[it.id].get) for it in test]
     labels = [it.answers[0] for it in test]
-    if dataset.metric == "roc_auc":
-        positive = dataset.classnames[1]
-        margin = [
-            predictions[it.id][positive] - predictions[it.id][dataset.classnames[0]] for it in test
-        ]
-        return roc_auc(margin, [y == positive for y in labels]), {
-            "accuracy": accuracy(best, labels)
-        }
-    return accuracy(best, labels), {}
+    items: list[dict[str, Any]] = [
+        {"id": it.id, "label": y, "prediction": p, "score": float(p == y)}
+        for it, p, y in zip(test, best, labels, strict=True)
+    ]
+    if dataset.metric != "roc_auc":
+        return Scored(accuracy(best, labels), {}, items)
+    negative, positive = dataset.classnames[:2]
+    for it, row in zip(test, items, strict=True):
+        row["margin"] = predictions[it.id][positive] - predictions[it.id][negative]
+    auc = roc_auc([row["margin"] for row in items], [y == positive for y in labels])
+    return Scored(auc, {"accuracy": accuracy(best, labels)}, items)
 
 
-def question_type(question: str) -> str:
-    """The first two words of a question ("what colour", "how many"): a VQA breakdown key."""
-    return " ".join(question.lower().split()[:2])
+def _mean_by(items: list[dict[str, Any]], key: str) -> dict[str, float]:
+    groups: dict[str, list[float]] = {}
+    for row in items:
+        groups.setdefault(row[key], []).append(row["score"])
+    return {k: statistics.fmean(v) for k, v in sorted(groups.items())}
 
 
 def majority_baseline(dataset: Dataset, subset: int | None = None, seed: int = 0) -> float:
-    """The score of always giving the query set's most frequent answer (a floor to beat)."""
+    """The score of always giving the query set's most frequent answer (a floor to beat); for
+    VQA, the most frequent answer of the annotations' question type."""
     test = fixed_subset(dataset, subset, seed)
     counts = Counter(it.answers[0] for it in dataset.query)
     top = counts.most_common(1)[0][0]
-    if dataset.kind == "vqa":  # the most frequent answer of each question type
+    if dataset.kind == "vqa":
         by_type: dict[str, Counter[str]] = {}
         for it in dataset.query:
-            by_type.setdefault(question_type(it.question), Counter())[it.answers[0]] += 1
+            by_type.setdefault(it.question_type, Counter())[it.answers[0]] += 1
         guess = {k: c.most_common(1)[0][0] for k, c in by_type.items()}
-        values = [
-            vqa_accuracy(guess.get(question_type(it.question), top), it.answers) for it in test
-        ]
+        values = [vqa_accuracy(guess.get(it.question_type, top), it.answers) for it in test]
         return sum(values) / len(values)
     if dataset.kind == "classification":
         return accuracy([top] * len(test), [it.answers[0] for it in test])

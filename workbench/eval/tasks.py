@@ -4,6 +4,8 @@ Loaders (each returns a :class:`Dataset` with a query set, from which demonstrat
 and a test set):
 
 - :func:`karpathy_captions`: COCO or Flickr30K Karpathy json (``images[].sentences[].raw``);
+- :func:`coco_captions`: COCO-format caption files (``captions_*.json``: ``images[]`` with
+  ``id`` and ``file_name``, ``annotations[]`` with ``image_id`` and ``caption``);
 - :func:`vqa_questions`: VQAv2 questions + annotations json, which OK-VQA, TextVQA and VizWiz
   also use;
 - :func:`jsonl_classification`: jsonl of ``{id, img|image, label[, text]}`` (Hateful Memes) with
@@ -34,7 +36,8 @@ class Item:
     """One example: an image, the question (VQA), and the reference answers.
 
     ``answers``: the reference captions (captioning), the annotators' answers (VQA), or the one
-    label (classification).
+    label (classification). ``question_type`` and ``answer_type``: the VQA annotation's, which
+    the per-type breakdowns use ("other" where the annotation has none).
     """
 
     id: str
@@ -42,6 +45,8 @@ class Item:
     answers: tuple[str, ...]
     question: str = ""
     text: str = ""  # extra text of the example (Hateful Memes' caption)
+    question_type: str = ""
+    answer_type: str = ""
 
 
 @dataclass(frozen=True)
@@ -103,6 +108,37 @@ def karpathy_captions(
     return Dataset(name, "captioning", query, test, max_new_tokens=20, metric="cider")
 
 
+def coco_captions(
+    query_annotations: str | Path,
+    test_annotations: str | Path,
+    query_images: str | Path,
+    test_images: str | Path | None = None,
+    name: str = "coco",
+) -> Dataset:
+    """COCO-format caption files, e.g. ``captions_train2014.json`` for the query set and
+    ``captions_val2014.json`` for the test set; an image's captions in the file's order, images
+    without a caption left out.
+
+    Args:
+        test_images: the test images' folder (``query_images`` if None).
+    """
+
+    def load(annotations: str | Path, images: str | Path) -> list[Item]:
+        data = _read_json(annotations)
+        captions: dict[object, list[str]] = {}
+        for a in data["annotations"]:  # type: ignore[index]
+            captions.setdefault(a["image_id"], []).append(a["caption"])
+        return [
+            Item(str(entry["id"]), Path(images) / entry["file_name"], tuple(captions[entry["id"]]))
+            for entry in data["images"]  # type: ignore[index]
+            if entry["id"] in captions
+        ]
+
+    query = load(query_annotations, query_images)
+    test = load(test_annotations, query_images if test_images is None else test_images)
+    return Dataset(name, "captioning", query, test, max_new_tokens=20, metric="cider")
+
+
 def vqa_questions(
     query_questions: str | Path,
     query_annotations: str | Path,
@@ -121,19 +157,17 @@ def vqa_questions(
     namer = image_name if callable(image_name) else (lambda i: image_name.format(image_id=i))
 
     def load(questions: str | Path, annotations: str | Path) -> list[Item]:
-        answers = {
-            a["question_id"]: tuple(x["answer"] for x in a["answers"])
-            for a in _read_json(annotations)["annotations"]  # type: ignore[index]
-        }
-        return [
-            Item(
-                str(q["question_id"]),
-                Path(images) / namer(q["image_id"]),
-                answers[q["question_id"]],
-                question=q["question"],
-            )
-            for q in _read_json(questions)["questions"]  # type: ignore[index]
-        ]
+        by_id = {a["question_id"]: a for a in _read_json(annotations)["annotations"]}  # type: ignore[index]
+        items = []
+        for q in _read_json(questions)["questions"]:  # type: ignore[index]
+            annotation = by_id[q["question_id"]]
+            items.append(Item(
+                str(q["question_id"]), Path(images) / namer(q["image_id"]),
+                tuple(x["answer"] for x in annotation["answers"]), question=q["question"],
+                question_type=annotation.get("question_type", "other"),
+                answer_type=annotation.get("answer_type", "other"),
+            ))  # fmt: skip
+        return items
 
     return Dataset(
         name,

@@ -68,7 +68,7 @@ def create_model_and_transforms(
     embeddings = lang_model.get_input_embeddings()
     assert isinstance(embeddings, nn.Embedding), type(embeddings)
     vocab = embeddings.num_embeddings
-    if len(text_tokenizer) > vocab:  # grow only: LMs with padded vocabularies keep their rows
+    if len(text_tokenizer) != vocab:  # as the reference: padded vocabularies (MPT) shrink
         lang_model.resize_token_embeddings(len(text_tokenizer))
 
     config = FlamingoConfig(
@@ -84,8 +84,11 @@ def create_model_and_transforms(
 def create_model(
     spec: ModelSpec, dtype: torch.dtype = torch.float32
 ) -> tuple[Flamingo, Any, PreTrainedTokenizerBase]:
-    """(model, image processor, tokenizer) as a spec's ``model`` section describes them."""
-    return create_model_and_transforms(
+    """(model, image processor, tokenizer) as a spec's ``model`` section describes them; with
+    ``init_from``, its weights start from that reference checkpoint (a released model)."""
+    from workbench.model.convert import load_reference_checkpoint
+
+    model, processor, tokenizer = create_model_and_transforms(
         spec.vision,
         spec.lm,
         vision_pretrained=spec.vision_pretrained,
@@ -93,6 +96,14 @@ def create_model(
         dtype=dtype,
         **model_options(spec),
     )
+    if spec.init_from:
+        try:
+            load_reference_checkpoint(model, spec.init_from)
+        except (KeyError, ValueError) as err:
+            raise SpecError(
+                f"model.init_from: {spec.init_from} does not fit the model: {err}"
+            ) from None
+    return model, processor, tokenizer
 
 
 def model_options(spec: ModelSpec) -> dict[str, Any]:
@@ -117,6 +128,13 @@ def _xattn_every_fits_the_lm(spec: RunSpec) -> None:
         check_xattn_every(every, layers)
     except ValueError as err:
         raise SpecError(f"model.{err}") from None
+
+
+@spec_check
+def _init_from_exists(spec: RunSpec) -> None:
+    path = spec.model.init_from
+    if path and not Path(path).is_file():
+        raise SpecError(f"model.init_from: checkpoint {path} does not exist")
 
 
 def load_tokenizer(name_or_path: str) -> PreTrainedTokenizerBase:

@@ -28,10 +28,12 @@ from workbench.registry import Registry
 
 @dataclass(frozen=True)
 class LMAdapter:
-    """Where a causal-LM family keeps its decoder layers (a dotted attribute path)."""
+    """Where a causal-LM family keeps its decoder layers (a dotted attribute path), and the name
+    of its output head in released checkpoints when transformers now calls it otherwise."""
 
     model_type: str
     layers_path: str
+    released_head: str | None = None
 
     def decoder_layers(self, lm: nn.Module) -> nn.ModuleList:
         module: Any = lm
@@ -50,7 +52,7 @@ LM_ADAPTERS: Registry[LMAdapter] = Registry("lm")
 for _adapter in (
     LMAdapter("llama", "model.layers"),
     LMAdapter("opt", "model.decoder.layers"),
-    LMAdapter("gpt_neox", "gpt_neox.layers"),
+    LMAdapter("gpt_neox", "gpt_neox.layers", released_head="embed_out"),  # lm_head since 5.0
     LMAdapter("mpt", "transformer.blocks"),
     LMAdapter("gpt2", "transformer.h"),
     LMAdapter("qwen2", "model.layers"),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import getpass
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +70,7 @@ def open_tracker(
         "seed": spec.train.seed,
         "git_commit": commit,
         "run_dir": str(run_dir(spec, home).resolve()),
-        **track.standard_tags(commit),
+        **standard_tags(commit),
         **options.tags,
     }
     experiment = options.experiment or spec.name
@@ -89,3 +91,23 @@ def open_tracker(
     else:
         tracker.set_tags({"resumed_from": str(latest)})
     return tracker
+
+
+def standard_tags(commit: str) -> dict[str, str]:
+    """MLflow's own tags of a run, shown in its UI: the commit (without ``-dirty``), the entry
+    point (``wb <command>``, ``python -m <module>`` or a script) and the user."""
+    main = getattr(sys.modules.get("__main__"), "__spec__", None)
+    script = Path(sys.argv[0]).name if sys.argv and sys.argv[0] not in ("", "-c") else ""
+    if main is not None:
+        script = "python -m " + main.name.removesuffix(".__main__")
+    elif script == "wb" and len(sys.argv) > 1:
+        script = f"wb {sys.argv[1]}"
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no login name (a bare container)
+        user = "unknown"
+    tags = {"mlflow.source.name": script or "workbench", "mlflow.source.type": "LOCAL",
+            "mlflow.user": user}  # fmt: skip
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("-dirty")
+    return tags

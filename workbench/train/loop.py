@@ -94,7 +94,7 @@ class _Run:
             (self.dir / "spec.json").write_text(self.spec.to_json())
         parts, start_step = self._set_up(latest)
         if start_step == 0 and parts.evaluator.enabled:
-            parts.tracker.log_metrics(parts.evaluator(), 0)
+            parts.tracker.log_metrics(_evaluate(parts, 0), 0)
         started = time.perf_counter()
         saved = self._loop(parts, start_step, latest)
         result = RunResult(parts.tracker.run_id, self.dir, self.spec.train.steps, parts.history,
@@ -127,7 +127,7 @@ class _Run:
         group = Group(where.rank, where.world_size,
                       functools.partial(dist.gather_objects, where=where),
                       synced=where.strategy == "fsdp" and where.world_size > 1)  # fmt: skip
-        evaluator = Evaluator(spec.eval, model, tokenizer, processor, group)
+        evaluator = Evaluator(spec.eval, model, tokenizer, processor, group, self.dir / "eval")
         trainable = [p for p in model.parameters() if p.requires_grad]
         parts = _Parts(model, core, optimizer, trainable, steps, stream, tracker, evaluator,
                        state["history"])  # fmt: skip
@@ -171,7 +171,7 @@ class _Run:
             sum(1 for h in parts.history if h.get("skipped")) + values["skipped"]
         )
         if parts.evaluator.due(step, self.spec.train.steps):
-            values.update(parts.evaluator())
+            values.update(_evaluate(parts, step))
         parts.history.append(values)
         parts.tracker.log_metrics({k: v for k, v in values.items() if k != "skipped"}, step)
         return values
@@ -258,3 +258,11 @@ class _Run:
                 (loss_sum * scale * where.world_size).backward()
             out.append((k, scale, loss_sum.detach()))
         return out
+
+
+def _evaluate(parts: _Parts, step: int) -> dict[str, float]:
+    """The evaluation's metrics at ``step``; its per-item results (parquet, written by rank 0
+    into the run directory) become artifacts of the run, under ``eval/``."""
+    values = parts.evaluator(step)
+    parts.tracker.log_artifacts(parts.evaluator.item_files, "eval")
+    return values
