@@ -63,6 +63,9 @@ def parity(session: nox.Session) -> None:
         marker.touch()
     env = {"PYTHONPATH": str(PARITY_OVERLAY.resolve()), "WB_REQUIRE_PARITY": "1"}
     session.run(PYTHON, "-m", "pytest", "-m", "parity", *session.posargs, env=env)
+    if not session.posargs:  # the benchmarks against the reference, printed (not asserted)
+        session.run(PYTHON, "benchmarks/cpu_step.py", "--quick", env=env)
+        session.run(PYTHON, "benchmarks/gpu_throughput.py", "--dry-run", env=env)
 
 
 @nox.session

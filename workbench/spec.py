@@ -25,16 +25,11 @@ from workbench.registry import registry
 #: so that the runs of specs that never set them keep their ids.
 LATER_KEYS = frozenset({"model.init_from"})
 # How a run executes, not what it computes: the training loop makes results independent of the
-# number of processes, and recomputing activations or saving more often changes no number.
-EXECUTION_KEYS = frozenset(
-    {
-        "train.strategy",
-        "train.activation_checkpointing",
-        "train.checkpoint_every",
-        "train.keep_checkpoints",
-        "train.log_every",
-    }
-)
+# number of processes; recomputing activations, saving more often or reading the frozen
+# encoder's outputs from the feature cache changes no number.
+EXECUTION_KEYS = frozenset({"train.strategy", "train.activation_checkpointing",
+                            "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
+                            "train.feature_cache"})  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -129,6 +124,7 @@ class TrainSpec:
     checkpoint_every: int = 500
     keep_checkpoints: int = 2
     log_every: int = 10
+    feature_cache: bool = True  # reuse the frozen encoder's outputs (<home>/features)
 
 
 @dataclass(frozen=True)

@@ -224,7 +224,7 @@ class Flamingo(nn.Module):
         kwargs.setdefault("pad_token_id", self.config.pad_token_id)
         kwargs.setdefault("do_sample", False)
         kwargs.setdefault("suppress_tokens", [self.config.media_token_id])
-        with self.context.scope(media):
+        with self.context.scope(media, reuse_kv=True):
             return self.lang_model.generate(  # type: ignore[operator]
                 input_ids=input_ids,
                 attention_mask=attention_mask,

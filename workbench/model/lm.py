@@ -79,17 +79,22 @@ class MediaContext:
         self.media: torch.Tensor | None = None  # (B, T_img, n, D_v)
         self.times: torch.Tensor | None = None  # (B, L) of the tokens in the current LM call
         self.seen: torch.Tensor | None = None  # (B,) images seen before the current LM call
+        # each cross-attention's visual keys and values, kept through a generation's steps
+        self.kv: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.active = False
 
     @contextmanager
-    def scope(self, media: torch.Tensor) -> Iterator[MediaContext]:
+    def scope(self, media: torch.Tensor, reuse_kv: bool = False) -> Iterator[MediaContext]:
+        """Media visible to the LM calls inside; ``reuse_kv`` (generation, no gradients): each
+        cross-attention projects the visual tokens to keys and values once, not per step."""
         if self.active:
             raise RuntimeError("a media scope is already open (nested Flamingo calls?)")
         self.media, self.seen, self.active = media, None, True
+        self.kv = {} if reuse_kv else None
         try:
             yield self
         finally:
-            self.media = self.times = self.seen = None
+            self.media = self.times = self.seen = self.kv = None
             self.active = False
 
     def advance(self, media_locations: torch.Tensor, continues: bool) -> None:
@@ -110,6 +115,8 @@ class MediaContext:
                     f"{self.media.shape[0]} image rows"
                 )
             self.media = self.media.repeat_interleave(repeats, dim=0)
+            if self.kv is not None:
+                self.kv = {}  # projected from the unrepeated media
         if continues and (self.seen is None or self.seen.shape[0] != media_locations.shape[0]):
             raise ValueError("a cached LM call without a matching previous call in this scope")
         times = text_time(media_locations, self.seen if continues else None)
@@ -141,9 +148,10 @@ class FlamingoDecoderLayer(nn.Module):
             return getattr(self._modules["layer"], name)
 
     def forward(self, hidden_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        media = times = None
+        media = times = kv = None
         if self.xattn is not None:
             ctx = self.context
+            kv = ctx.kv
             if not ctx.active or ctx.media is None or ctx.times is None:
                 raise RuntimeError(
                     "cross-attention layer called outside a media scope: call the Flamingo "
@@ -156,7 +164,7 @@ class FlamingoDecoderLayer(nn.Module):
             return checkpoint(
                 self._forward, hidden_states, media, times, *args, use_reentrant=False, **kwargs
             )
-        return self._forward(hidden_states, media, times, *args, **kwargs)
+        return self._forward(hidden_states, media, times, *args, kv=kv, **kwargs)
 
     def _forward(
         self,
@@ -164,9 +172,10 @@ class FlamingoDecoderLayer(nn.Module):
         media: torch.Tensor | None,
         times: torch.Tensor | None,
         *args: Any,
+        kv: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
         **kwargs: Any,
     ) -> Any:
         if self.xattn is not None:
             assert media is not None and times is not None
-            hidden_states = self.xattn(hidden_states, media, times)
+            hidden_states = self.xattn(hidden_states, media, times, kv)
         return self.layer(hidden_states, *args, **kwargs)

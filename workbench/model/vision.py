@@ -16,6 +16,8 @@ import open_clip
 import torch
 from torch import nn
 
+from workbench.model.features import FeatureCache, encode_with_cache
+
 _CONFIG_DIR = resources.files("workbench.model") / "clip_configs"
 # Registers the project's own small configs (e.g. ``wb-tiny-vit``) with open_clip's config
 # mechanism, so they are built exactly like ``ViT-L-14``.
@@ -40,6 +42,7 @@ class VisionEncoder(nn.Module):
         visual.output_tokens = True  # type: ignore[assignment]
         self.visual = visual.requires_grad_(False).eval()
         self.dim = dim
+        self.cache: FeatureCache | None = None  # see workbench.model.features
 
     def train(self, mode: bool = True) -> VisionEncoder:
         """The encoder is frozen: it stays in eval mode whatever the rest of the model does."""
@@ -53,8 +56,13 @@ class VisionEncoder(nn.Module):
             images: (N, 3, H, W) preprocessed images.
 
         Returns:
-            (N, V, D) patch tokens (no class token).
+            (N, V, D) patch tokens (no class token); read from :attr:`cache` where it has them.
         """
+        if self.cache is not None:
+            return encode_with_cache(self.cache, self._encode, images)
+        return self._encode(images)
+
+    def _encode(self, images: torch.Tensor) -> torch.Tensor:
         _, tokens = self.visual(images)
         return tokens
 

@@ -53,20 +53,29 @@ class MaskedCrossAttention(nn.Module):
         self.to_kv = nn.Linear(dim_visual, 2 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, media: torch.Tensor, times: torch.Tensor,
+        kv: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
         """
         Args:
             x: (B, L, D) text hidden states.
             media: (B, T_img, n, D_v) visual tokens; slot t belongs to the (t+1)-th image.
             times: (B, L) text time of each token (see :func:`text_time`).
+            kv: keys and values by module, computed once per generation (the media are fixed).
 
         Returns:
             (B, L, D); rows of tokens with no image yet are exactly zero.
         """
         b, t_img, n, _ = media.shape
         q = split_heads(self.to_q(self.norm(x)), self.heads)  # (B, H, L, Dh)
-        k, v = self.to_kv(media.reshape(b, t_img * n, -1)).chunk(2, dim=-1)
-        k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, H, T_img*n, Dh)
+        if kv is not None and id(self) in kv:
+            k, v = kv[id(self)]
+        else:
+            k, v = self.to_kv(media.reshape(b, t_img * n, -1)).chunk(2, dim=-1)
+            k, v = split_heads(k, self.heads), split_heads(v, self.heads)  # (B, H, T_img*n, Dh)
+            if kv is not None:
+                kv[id(self)] = (k, v)
 
         media_time = torch.arange(1, t_img + 1, device=x.device).repeat_interleave(n)  # (T_img*n,)
         t = times[:, :, None]  # (B, L, 1)
@@ -98,8 +107,11 @@ class GatedCrossAttentionBlock(nn.Module):
         self.ff = FeedForward(dim, ff_mult)
         self.ff_gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, x: torch.Tensor, media: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        x = x + self.attn(x, media, times) * self.attn_gate.tanh()
+    def forward(
+        self, x: torch.Tensor, media: torch.Tensor, times: torch.Tensor,
+        kv: dict[int, tuple[torch.Tensor, torch.Tensor]] | None = None,
+    ) -> torch.Tensor:  # fmt: skip
+        x = x + self.attn(x, media, times, kv) * self.attn_gate.tanh()
         return x + self.ff(x) * self.ff_gate.tanh()
 
 

@@ -29,6 +29,7 @@ from workbench.data.loader import Step, StreamTracker
 from workbench.data.pipeline import PART_NAMES, build_steps, data_metrics
 from workbench.eval.group import Group
 from workbench.eval.run import Evaluator
+from workbench.model.features import FeatureCache, fingerprint
 from workbench.model.flamingo import token_loss_sum
 from workbench.spec import RunSpec
 from workbench.train import checkpoint, dist, metrics
@@ -97,6 +98,8 @@ class _Run:
             parts.tracker.log_metrics(_evaluate(parts, 0), 0)
         started = time.perf_counter()
         saved = self._loop(parts, start_step, latest)
+        if parts.core.vision.cache is not None:
+            parts.core.vision.cache.flush()
         result = RunResult(parts.tracker.run_id, self.dir, self.spec.train.steps, parts.history,
                            {}, saved, parts.core)  # fmt: skip
         result.final = metrics.final_metrics(parts.history, time.perf_counter() - started)
@@ -111,6 +114,9 @@ class _Run:
         """Model, optimizer, restored state, data stream, tracker and evaluator."""
         spec, where = self.spec, self.where
         core, processor, tokenizer = build_model(spec)
+        if spec.train.feature_cache and where.strategy != "fsdp":  # FSDP: every rank encodes
+            folder = self.home / "features" / fingerprint(core.vision)
+            core.vision.cache = FeatureCache(folder)
         model = parallelize(core, where, spec.train)
         optimizer = build_optimizer(model, spec.train.lr, spec.train.weight_decay)
         state: dict[str, Any] = {"step": 0, "history": [], "run_id": None, "stream": None}
@@ -167,6 +173,8 @@ class _Run:
             read = dist.first_values([p for _, p in names], self.where)
             values.update({name: math.tanh(v) for (name, _), v in zip(names, read, strict=True)})
         values.update(data_metrics(parts.stream))
+        if parts.core.vision.cache is not None:
+            values["features/hit_rate"] = parts.core.vision.cache.hit_rate
         values["nonfinite_steps"] = (
             sum(1 for h in parts.history if h.get("skipped")) + values["skipped"]
         )
@@ -191,6 +199,8 @@ class _Run:
 
     def _save(self, parts: _Parts, step: int) -> Path:
         path = checkpoint.step_dir(self.dir, step)
+        if parts.core.vision.cache is not None:
+            parts.core.vision.cache.flush()
         parts.tracker.flush()  # every metric up to a checkpoint survives a crash after it
         state = {"step": step, "history": parts.history, "run_id": parts.tracker.run_id,
                  "stream": parts.stream.state_dict(), "spec": self.spec.to_json()}  # fmt: skip
