@@ -109,3 +109,7 @@ def test_the_vision_encoder_reads_the_cache(tiny_lm_dirs, tmp_path):
     torch.testing.assert_close(model.vision(x), expected, rtol=0, atol=1e-6)
     torch.testing.assert_close(model.vision(x), expected, rtol=0, atol=1e-6)
     assert model.vision.cache.hits == 3
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # computed in bf16: other entries
+        low = model.vision(x)
+    assert model.vision.cache.misses == 6 and low.dtype == torch.bfloat16
+    assert model.vision(x).dtype == torch.float32  # the fp32 entries are untouched

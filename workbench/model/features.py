@@ -3,8 +3,9 @@
 An image's tokens depend only on its preprocessed pixels and on the encoder, so they are stored
 once and read back by every later run. The key is the SHA-256 of the image tensor as the encoder
 receives it (after decoding, preprocessing and any flip: a random augmentation keys on its
-outcome, so a flipped image is another entry, never a wrong one); the directory is the encoder's
-fingerprint (its architecture, every weight and the dtype), so another encoder never reads them.
+outcome, so a flipped image is another entry, never a wrong one) and the autocast dtype it is
+computed under; the directory is the encoder's fingerprint (its architecture, every weight and
+their dtype), so another encoder never reads them.
 
 Storage: safetensors shards under ``<root>/<fingerprint>/``, each written whole to a temporary
 file and renamed into place, so concurrent writers (a study's workers, a job's ranks) never
@@ -30,10 +31,11 @@ from torch import nn
 SUFFIX = ".safetensors"
 
 
-def image_key(image: torch.Tensor) -> str:
-    """The key of one preprocessed image: SHA-256 of its dtype, shape and bytes."""
+def image_key(image: torch.Tensor, salt: str = "") -> str:
+    """The key of one preprocessed image: SHA-256 of its dtype, shape and bytes (and ``salt``:
+    how it is computed, e.g. under bf16 autocast)."""
     data = image.detach().contiguous().cpu()
-    digest = hashlib.sha256(f"{data.dtype}{tuple(data.shape)}".encode())
+    digest = hashlib.sha256(f"{salt}{data.dtype}{tuple(data.shape)}".encode())
     digest.update(data.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()[:40]
 
@@ -113,10 +115,15 @@ class FeatureCache:
 
 
 def encode_with_cache(cache: FeatureCache, encode: Any, images: torch.Tensor) -> torch.Tensor:
-    """``encode(images)`` (N, V, D), the stored rows read back and only the others computed."""
+    """``encode(images)`` (N, V, D), the stored rows read back and only the others computed.
+    Under autocast the entries are another set (keyed by its dtype): an fp32 run never reads
+    tokens computed in bf16."""
     if len(images) == 0:
         return encode(images)
-    keys = [image_key(image) for image in images]
+    device = images.device.type
+    autocast = torch.is_autocast_enabled(device)
+    salt = f"autocast-{torch.get_autocast_dtype(device)}" if autocast else ""
+    keys = [image_key(image, salt) for image in images]
     found = cache.get(keys)
     missing = [i for i, key in enumerate(keys) if key not in found]
     fresh = encode(images[missing]) if missing else None
