@@ -186,3 +186,31 @@ def test_offline_a_preset_without_its_weights_fails_at_once_naming_them(monkeypa
         load_released("openflamingo-3b", tmp_path / "checkpoint.pt")
     assert "timm/vit_large_patch14_clip_224.openai" in str(raised.value)
     assert time.perf_counter() - start < 30
+
+
+def test_growing_the_vocabulary_prints_nothing(tiny_lm_dirs):
+    import logging
+
+    from transformers.utils import logging as hf_logging
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__()
+            self.messages: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.messages.append(record.getMessage())
+
+    collect, level = Collect(), hf_logging.get_verbosity()
+    root = hf_logging.get_logger()  # transformers' own root (it does not propagate further)
+    root.addHandler(collect)
+    logging.Logger.warning_once.cache_clear()  # type: ignore[attr-defined]  # said once per process
+    hf_logging.set_verbosity_info()  # as a script that never silenced transformers
+    try:
+        build(tiny_lm_dirs["llama"])  # 3 tokens more than the LM's rows: a resize
+        assert hf_logging.get_verbosity() == hf_logging.INFO  # restored after the load
+    finally:
+        hf_logging.set_verbosity(level)
+        root.removeHandler(collect)
+    noise = [m for m in collect.messages if "resiz" in m or "multivariate" in m]
+    assert not noise, noise

@@ -69,7 +69,8 @@ def create_model_and_transforms(
     assert isinstance(embeddings, nn.Embedding), type(embeddings)
     vocab = embeddings.num_embeddings
     if len(text_tokenizer) != vocab:  # as the reference: padded vocabularies (MPT) shrink
-        lang_model.resize_token_embeddings(len(text_tokenizer))
+        with _no_progress_bars():
+            lang_model.resize_token_embeddings(len(text_tokenizer))
 
     config = FlamingoConfig(
         media_token_id=int(text_tokenizer.convert_tokens_to_ids(MEDIA_TOKEN)),  # type: ignore[arg-type]
@@ -173,12 +174,15 @@ def load_lm(name_or_path: str, dtype: torch.dtype = torch.float32) -> PreTrained
 
 @contextlib.contextmanager
 def _no_progress_bars() -> Iterator[None]:
-    """transformers draws a "Loading weights" bar on every load; a run has one bar (its own)."""
-    was = hf_logging.is_progress_bar_enabled()
+    """transformers draws a "Loading weights" bar on every load, and explains at every resize
+    how it initialises the new rows; a run shows one bar (its own) and no such notes."""
+    was, level = hf_logging.is_progress_bar_enabled(), hf_logging.get_verbosity()
     hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
     try:
         yield
     finally:
+        hf_logging.set_verbosity(level)
         if was:
             hf_logging.enable_progress_bar()
 
