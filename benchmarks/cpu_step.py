@@ -31,6 +31,7 @@ from transformers.utils import logging as hf_logging
 from workbench.model import create_model_and_transforms
 from workbench.model.convert import export_reference_state_dict
 from workbench.model.features import FeatureCache
+from workbench.train.optim import build_optimizer
 
 VOCAB, IMAGE = 8000, 112
 WORKLOADS = {"interleaved": (128, 3), "pairs": (32, 1)}  # tokens, images per row; batch 4
@@ -94,9 +95,15 @@ def batch(tokenizer, tokens: int, images: int, rows: int = 4, seed: int = 0):
     return pixels, ids, torch.ones_like(ids), labels
 
 
-def train_step(model, forward: Callable[[], torch.Tensor]) -> Callable[[], float]:
+def train_step(model, forward: Callable[[], torch.Tensor], ours: bool) -> Callable[[], float]:
+    """One optimizer step: the workbench with its own optimizer (``build_optimizer``), the
+    reference with its training script's (``torch.optim.AdamW``, PyTorch's defaults)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+    optimizer = (
+        build_optimizer(model, lr=1e-4, weight_decay=0.1)
+        if ours
+        else torch.optim.AdamW(params, lr=1e-4, weight_decay=0.1)
+    )
 
     def step() -> float:
         start = time.perf_counter()
@@ -116,10 +123,10 @@ def training_steps(reference, model, cached, inputs) -> dict[str, Callable[[], f
         cached(x, None, ids, mask)
     return {
         "reference": train_step(
-            reference, lambda: reference(x[:, :, None], ids, mask, labels).loss
+            reference, lambda: reference(x[:, :, None], ids, mask, labels).loss, ours=False
         ),
-        "workbench": train_step(model, lambda: model(x, None, ids, mask, labels).loss),
-        "cached": train_step(cached, lambda: cached(x, None, ids, mask, labels).loss),
+        "workbench": train_step(model, lambda: model(x, None, ids, mask, labels).loss, ours=True),
+        "cached": train_step(cached, lambda: cached(x, None, ids, mask, labels).loss, ours=True),
     }
 
 

