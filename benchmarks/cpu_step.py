@@ -32,6 +32,7 @@ from workbench.model import create_model_and_transforms
 from workbench.model.convert import export_reference_state_dict
 from workbench.model.features import FeatureCache
 from workbench.train.optim import build_optimizer
+from workbench.train.parallelize import compile_blocks
 
 VOCAB, IMAGE = 8000, 112
 WORKLOADS = {"interleaved": (128, 3), "pairs": (32, 1)}  # tokens, images per row; batch 4
@@ -150,7 +151,9 @@ def alternate(steps: dict[str, Callable[[], float]], repeats: int, warmup: int =
     return {name: statistics.median(t) for name, t in times.items()}
 
 
-def measure(lm_dir: Path, xattn_every: int, repeats: int, cache_dir: Path) -> list[tuple]:
+def measure(
+    lm_dir: Path, xattn_every: int, repeats: int, cache_dir: Path, compile: bool = False
+) -> list[tuple]:
     """Rows (workload, xattn_every, reference s, workbench s, workbench warm-cache s)."""
     model, _, tokenizer = create_model_and_transforms("wb-bench-vit", str(lm_dir),
                                                       xattn_every=xattn_every)  # fmt: skip
@@ -159,6 +162,9 @@ def measure(lm_dir: Path, xattn_every: int, repeats: int, cache_dir: Path) -> li
                                                xattn_every=xattn_every)  # fmt: skip
     cached.load_state_dict(model.state_dict())
     cached.vision.cache = FeatureCache(cache_dir / f"every{xattn_every}")
+    if compile:  # train.compile: the workbench's decoder layers and resampler
+        compile_blocks(model)
+        compile_blocks(cached)
     rows = []
     for name, (tokens, count) in WORKLOADS.items():
         steps = training_steps(reference, model, cached, batch(tokenizer, tokens, count))
@@ -186,6 +192,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--xattn-every", default="1,2,4")
     parser.add_argument("--quick", action="store_true", help="3 repeats (CI)")
+    parser.add_argument("--compile", action="store_true", help="the workbench with train.compile")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
@@ -195,8 +202,9 @@ def main() -> None:
         lm_dir = write_lm(Path(folder) / "lm")
         rows = []
         for every in (int(e) for e in args.xattn_every.split(",")):
-            rows += measure(lm_dir, every, repeats, Path(folder) / "features")
-    print(f"{args.threads} threads, median of {repeats}; ratio = reference / workbench")
+            rows += measure(lm_dir, every, repeats, Path(folder) / "features", args.compile)
+    compiled = ", the workbench compiled" if args.compile else ""
+    print(f"{args.threads} threads, median of {repeats}{compiled}; ratio = reference / workbench")
     print(f"{'workload':<15} {'every':>5} {'reference':>10} {'workbench':>10} {'ratio':>6} "
           f"{'warm cache':>10} {'ratio':>6}")  # fmt: skip
     for name, every, ref, ours, cached in rows:

@@ -36,3 +36,17 @@ def test_twenty_steps_with_every_speed_up_match_the_plain_path(
     for key in ("loss", "loss/laion", "loss/mmc4", "grad_norm"):
         reference = [h[key] for h in slow.history]
         assert [h[key] for h in fast.history] == pytest.approx(reference, abs=1e-5, rel=0), key
+
+
+def test_compiled_blocks_compute_the_same_losses(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"],
+                     **{"train.steps": 3, "train.checkpoint_every": 0})  # fmt: skip
+    quiet = {"show_progress": False, "track": False}
+    eager = train(spec, home=tmp_path / "eager", **quiet)
+    compiled = train(spec.override({"train.compile": True}), home=tmp_path / "compiled", **quiet)
+    assert compiled.model is not None
+    layers = [m for m in compiled.model.modules() if type(m).__name__ == "FlamingoDecoderLayer"]
+    assert layers and all(layer._compiled_call_impl is not None for layer in layers)
+    for key in ("loss", "loss/laion", "loss/mmc4"):
+        reference = [h[key] for h in eager.history]
+        assert [h[key] for h in compiled.history] == pytest.approx(reference, abs=1e-5, rel=0)

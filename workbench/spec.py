@@ -25,11 +25,11 @@ from workbench.registry import registry
 #: so that the runs of specs that never set them keep their ids.
 LATER_KEYS = frozenset({"model.init_from"})
 # How a run executes, not what it computes: the training loop makes results independent of the
-# number of processes; recomputing activations, saving more often or reading the frozen
-# encoder's outputs from the feature cache changes no number.
+# number of processes; recomputing activations, saving more often, reading the frozen encoder's
+# outputs from the feature cache or compiling changes no number beyond float rounding (tested).
 EXECUTION_KEYS = frozenset({"train.strategy", "train.activation_checkpointing",
                             "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                            "train.feature_cache"})  # fmt: skip
+                            "train.feature_cache", "train.compile"})  # fmt: skip
 
 
 class SpecError(ValueError):
@@ -125,6 +125,7 @@ class TrainSpec:
     keep_checkpoints: int = 2
     log_every: int = 10
     feature_cache: bool = True  # reuse the frozen encoder's outputs (<home>/features)
+    compile: bool = False  # torch.compile the decoder blocks and the resampler
 
 
 @dataclass(frozen=True)

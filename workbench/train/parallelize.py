@@ -22,6 +22,8 @@ def parallelize(model: Flamingo, where: Dist, train: TrainSpec) -> nn.Module:
     if train.activation_checkpointing:
         for layer in decoder_layers(model):
             layer.checkpointing = True
+    if train.compile:
+        compile_blocks(model)
     model.to(where.device)
     if where.strategy == "single":
         return model
@@ -35,6 +37,14 @@ def parallelize(model: Flamingo, where: Dist, train: TrainSpec) -> nn.Module:
     for method in ("generate", "score"):  # entry points besides forward unshard the root too
         register_fsdp_forward_method(model, method)
     return model
+
+
+def compile_blocks(model: Flamingo) -> None:
+    """``torch.compile`` of each decoder layer (with its cross-attention) and of the resampler,
+    in place: the units that repeat, so each compiles once and the LM's own code stays eager."""
+    for layer in decoder_layers(model):
+        layer.compile()
+    model.resampler.compile()
 
 
 def decoder_layers(model: nn.Module) -> list[FlamingoDecoderLayer]:
