@@ -38,17 +38,20 @@ VOCAB, IMAGE = 8000, 112
 WORKLOADS = {"interleaved": (128, 3), "pairs": (32, 1)}  # tokens, images per row; batch 4
 
 
-def write_lm(folder: Path) -> Path:
-    """The benchmark's LLaMA (random) and a word-level tokenizer of exactly 8,000 tokens."""
+def write_lm(folder: Path, config: LlamaConfig | None = None) -> Path:
+    """A random LLaMA (by default the benchmark's) and a word-level tokenizer with exactly its
+    vocabulary size, its last token the end of text."""
     from tokenizers import Tokenizer, models, pre_tokenizers
 
-    vocab = {f"w{i}": i for i in range(VOCAB - 1)} | {"<|endoftext|>": VOCAB - 1}
+    config = config or LlamaConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
+                                   intermediate_size=704, vocab_size=VOCAB,
+                                   max_position_embeddings=512)  # fmt: skip
+    size = config.vocab_size
+    config.eos_token_id = config.bos_token_id = size - 1
+    vocab = {f"w{i}": i for i in range(size - 1)} | {"<|endoftext|>": size - 1}
     raw = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
     raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     tokenizer = PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>")
-    config = LlamaConfig(hidden_size=256, num_hidden_layers=4, num_attention_heads=4,
-                         intermediate_size=704, vocab_size=VOCAB, max_position_embeddings=512,
-                         eos_token_id=VOCAB - 1, bos_token_id=VOCAB - 1)  # fmt: skip
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

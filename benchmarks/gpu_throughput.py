@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import LlamaConfig, LlamaForCausalLM
+from transformers import LlamaConfig
 from transformers.utils import logging as hf_logging
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from cpu_step import batch, reference_of, training_steps
+from cpu_step import batch, reference_of, training_steps, write_lm
 
 from workbench.model import create_model_and_transforms
 from workbench.model.features import FeatureCache
@@ -59,20 +59,11 @@ DRY = Shape("wb-bench-vit", 256, 2, 4, 2, 512, 8000,
             (("interleaved", 2, 64, 3), ("pairs", 4, 32, 1)), 50, 256)  # fmt: skip
 
 
-def write_lm(shape: Shape, folder: Path) -> Path:
-    from tokenizers import Tokenizer, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {f"w{i}": i for i in range(shape.vocab - 1)} | {"<|endoftext|>": shape.vocab - 1}
-    raw = Tokenizer(models.WordLevel(vocab, unk_token="w0"))
-    raw.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    PreTrainedTokenizerFast(tokenizer_object=raw, eos_token="<|endoftext|>").save_pretrained(folder)
-    config = LlamaConfig(hidden_size=shape.hidden, num_hidden_layers=shape.layers,
-                         num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
-                         intermediate_size=shape.intermediate, vocab_size=shape.vocab,
-                         max_position_embeddings=2048)  # fmt: skip
-    LlamaForCausalLM(config).save_pretrained(folder)
-    return folder
+def lm_config(shape: Shape) -> LlamaConfig:
+    return LlamaConfig(hidden_size=shape.hidden, num_hidden_layers=shape.layers,
+                       num_attention_heads=shape.heads, num_key_value_heads=shape.kv_heads,
+                       intermediate_size=shape.intermediate, vocab_size=shape.vocab,
+                       max_position_embeddings=2048)  # fmt: skip
 
 
 def model_flops(model, shape: Shape, rows: int, tokens: int, images: int) -> float:
@@ -126,7 +117,7 @@ def main() -> None:
     repeats = 2 if args.dry_run else args.repeats
     dtype = torch.bfloat16
     with tempfile.TemporaryDirectory() as folder:
-        lm_dir = write_lm(shape, Path(folder) / "lm")
+        lm_dir = write_lm(Path(folder) / "lm", lm_config(shape))
         torch.manual_seed(0)
         model, _, tokenizer = create_model_and_transforms(shape.vision, str(lm_dir))
         reference = reference_of(model, tokenizer, 1, shape.vision)

@@ -36,7 +36,7 @@ def image_key(image: torch.Tensor, salt: str = "") -> str:
     how it is computed, e.g. under bf16 autocast)."""
     data = image.detach().contiguous().cpu()
     digest = hashlib.sha256(f"{salt}{data.dtype}{tuple(data.shape)}".encode())
-    digest.update(data.view(torch.uint8).numpy().tobytes())
+    digest.update(data.view(torch.uint8).numpy().data)  # the buffer itself, not a copy
     return digest.hexdigest()[:40]
 
 
@@ -46,7 +46,7 @@ def fingerprint(encoder: nn.Module) -> str:
     for name, tensor in sorted(encoder.state_dict().items()):
         data = tensor.detach().contiguous().cpu()
         digest.update(f"{name}{data.dtype}{tuple(data.shape)}".encode())
-        digest.update(data.view(torch.uint8).numpy().tobytes())
+        digest.update(data.view(torch.uint8).numpy().data)
     return digest.hexdigest()[:16]
 
 
@@ -66,9 +66,17 @@ class FeatureCache:
         self._where: dict[str, str] = {}  # key -> shard file name
         self._shards: dict[str, Any] = {}  # shard file name -> open safe_open handle
         self._pending: dict[str, torch.Tensor] = {}
+        self._listed: int | None = None  # the folder's mtime when last scanned
         self.hits = self.misses = 0
 
     def _scan(self) -> None:
+        """Opens the shards written since the last scan; a rename into the folder changes its
+        mtime, so a cold run's misses do not list the folder at every step (a shard renamed
+        within the same mtime tick as a scan is at worst a miss, recomputed, until the next)."""
+        listed = os.stat(self.folder).st_mtime_ns
+        if listed == self._listed:
+            return
+        self._listed = listed
         for path in sorted(self.folder.glob(f"*{SUFFIX}")):
             if path.name not in self._shards:
                 handle = safe_open(str(path), framework="pt")
