@@ -65,6 +65,8 @@ def parity(session: nox.Session) -> None:
     session.run(PYTHON, "-m", "pytest", "-m", "parity", *session.posargs, env=env)
     if not session.posargs:  # the benchmarks against the reference, printed (not asserted)
         session.run(PYTHON, "benchmarks/cpu_step.py", "--quick", env=env)
+        session.run(PYTHON, "benchmarks/attention.py", "--repeats", "3", env=env)
+        session.run(PYTHON, "benchmarks/levers.py", "--repeats", "3", env=env)
         session.run(PYTHON, "benchmarks/gpu_throughput.py", "--dry-run", env=env)
 
 

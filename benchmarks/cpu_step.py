@@ -155,7 +155,12 @@ def alternate(steps: dict[str, Callable[[], float]], repeats: int, warmup: int =
 
 
 def measure(
-    lm_dir: Path, xattn_every: int, repeats: int, cache_dir: Path, compile: bool = False
+    lm_dir: Path,
+    xattn_every: int,
+    repeats: int,
+    cache_dir: Path,
+    compile: bool = False,
+    generate_kwargs: dict | None = None,
 ) -> list[tuple]:
     """Rows (workload, xattn_every, reference s, workbench s, workbench warm-cache s)."""
     model, _, tokenizer = create_model_and_transforms("wb-bench-vit", str(lm_dir),
@@ -176,13 +181,14 @@ def measure(
                      medians["cached"]))  # fmt: skip
     x, ids, mask, _ = batch(tokenizer, 40, 3, rows=1)
     new = 20
+    ours = generate_kwargs or {}
     steps = {
         "reference": timed(lambda: reference.generate(x[:, :, None], ids, mask, max_new_tokens=new,
                                                       min_new_tokens=new, num_beams=1)),
         "workbench": timed(lambda: model.generate(x, None, ids, mask, max_new_tokens=new,
-                                                  min_new_tokens=new)),
+                                                  min_new_tokens=new, **ours)),
         "cached": timed(lambda: cached.generate(x, None, ids, mask, max_new_tokens=new,
-                                                min_new_tokens=new)),
+                                                min_new_tokens=new, **ours)),
     }  # fmt: skip
     medians = alternate(steps, max(repeats // 2, 2), warmup=1)
     rows.append(("generate/token", xattn_every, *(medians[k] / new for k in steps)))
@@ -196,6 +202,16 @@ def main() -> None:
     parser.add_argument("--xattn-every", default="1,2,4")
     parser.add_argument("--quick", action="store_true", help="3 repeats (CI)")
     parser.add_argument("--compile", action="store_true", help="the workbench with train.compile")
+    parser.add_argument(
+        "--bf16",
+        action="store_true",
+        help="both under CPU bf16 autocast (the reference's amp_bf16)",
+    )
+    parser.add_argument(
+        "--static-cache",
+        action="store_true",
+        help="the workbench generates with transformers' static KV cache",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
@@ -204,10 +220,18 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         lm_dir = write_lm(Path(folder) / "lm")
         rows = []
-        for every in (int(e) for e in args.xattn_every.split(",")):
-            rows += measure(lm_dir, every, repeats, Path(folder) / "features", args.compile)
-    compiled = ", the workbench compiled" if args.compile else ""
-    print(f"{args.threads} threads, median of {repeats}{compiled}; ratio = reference / workbench")
+        generate = {"cache_implementation": "static"} if args.static_cache else None
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=args.bf16):
+            for every in (int(e) for e in args.xattn_every.split(",")):
+                rows += measure(lm_dir, every, repeats, Path(folder) / "features", args.compile,
+                                generate)  # fmt: skip
+    on = {"the workbench compiled": args.compile, "bf16 autocast": args.bf16,
+          "static KV cache": args.static_cache}  # fmt: skip
+    levers = [name for name, used in on.items() if used]
+    print(
+        f"{args.threads} threads, median of {repeats}{''.join(', ' + n for n in levers)}; "
+        "ratio = reference / workbench"
+    )
     print(f"{'workload':<15} {'every':>5} {'reference':>10} {'workbench':>10} {'ratio':>6} "
           f"{'warm cache':>10} {'ratio':>6}")  # fmt: skip
     for name, every, ref, ours, cached in rows:

@@ -35,6 +35,10 @@ def test_generation_uses_the_kv_cache_and_encodes_images_once(tiny_lm_dirs):
     assert cached.tolist() == uncached.tolist()
     assert cached.shape[1] == input_ids.shape[1] + 8
     assert not model.context.active
+    static = model.generate(  # transformers' preallocated cache (a benchmarks/cpu_step.py lever)
+        x, None, input_ids, max_new_tokens=8, min_new_tokens=8, cache_implementation="static"
+    )
+    assert static.tolist() == cached.tolist()
 
 
 def test_generation_stops_at_end_of_chunk(tiny_lm_dirs):

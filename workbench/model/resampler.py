@@ -53,6 +53,23 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, n, h * d)
 
 
+def attend(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Softmax attention of (B, H, L_q, D_h) queries; ``mask`` is boolean, True where allowed.
+
+    PyTorch's fused kernel, except on the CPU in bf16/fp16: there its flash kernel takes 2-4x as
+    long, forward and backward, as two matmuls and a softmax (``benchmarks/attention.py``), while
+    in fp32 it is the faster one. The softmax is taken in fp32 either way.
+    """
+    if q.device.type != "cpu" or q.dtype == torch.float32:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores.float().softmax(dim=-1).to(v.dtype) @ v
+
+
 class PerceiverAttention(nn.Module):
     """Latents attend to [media ‖ latents]."""
 
@@ -79,9 +96,7 @@ class PerceiverAttention(nn.Module):
         latents = self.norm_latents(latents)
         q = split_heads(self.to_q(latents), self.heads)
         k, v = self.to_kv(torch.cat((media, latents), dim=1)).chunk(2, dim=-1)
-        out = F.scaled_dot_product_attention(
-            q, split_heads(k, self.heads), split_heads(v, self.heads)
-        )
+        out = attend(q, split_heads(k, self.heads), split_heads(v, self.heads))
         return self.to_out(merge_heads(out))
 
 

@@ -11,10 +11,9 @@ not.)
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from workbench.model.resampler import FeedForward, merge_heads, split_heads
+from workbench.model.resampler import FeedForward, attend, merge_heads, split_heads
 
 
 def text_time(media_locations: torch.Tensor, offset: torch.Tensor | None = None) -> torch.Tensor:
@@ -84,7 +83,7 @@ class MaskedCrossAttention(nn.Module):
         # Rows without any image would be fully masked (NaN in softmax): let them attend anywhere
         # and zero their output below, which is what the reference computes for them.
         allowed = allowed | ~has_media[:, :, None]
-        out = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed[:, None])
+        out = attend(q, k, v, allowed[:, None])
         out = merge_heads(out) * has_media[:, :, None].to(out.dtype)
         return self.to_out(out)
 
