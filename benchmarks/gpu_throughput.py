@@ -34,6 +34,7 @@ from cpu_step import batch, reference_of, training_steps, write_lm
 
 from workbench.model import create_model_and_transforms
 from workbench.model.features import FeatureCache
+from workbench.train.flops import FlopCounter
 
 PEAK_TFLOPS = 989.5
 
@@ -66,29 +67,10 @@ def lm_config(shape: Shape) -> LlamaConfig:
                        max_position_embeddings=2048)  # fmt: skip
 
 
-def model_flops(model, shape: Shape, rows: int, tokens: int, images: int) -> float:
-    """FLOPs of one training step, as the issue counts them: forward 2·P·N per matmul weight P
-    and the N tokens through it (the vision encoder on all its tokens per image), 4·n_q·n_k·d
-    per self-attention; backward 4·P·N for trainable weights and 2·P·N for frozen ones on the
-    gradient path (the LM's, for its input gradients), twice the forward attention there;
-    nothing backward for the vision encoder. Approximations: the resampler's weights count every
-    image token (its latents are fewer), and cross-attention's score products are left out
-    (64 latents per image: under 1% at these shapes)."""
-
-    def matmul_params(module, trainable: bool | None = None) -> int:
-        return sum(p.numel() for p in module.parameters() if p.ndim == 2
-                   and (trainable is None or p.requires_grad == trainable))  # fmt: skip
-
-    n_images, n_text = rows * images, rows * tokens
-    vision = 2 * matmul_params(model.vision) * n_images * shape.vision_tokens
-    depth = sum(1 for _ in model.vision.modules() if type(_).__name__ == "ResidualAttentionBlock")
-    vision += 4 * shape.vision_tokens**2 * shape.vision_width * depth * n_images
-    resampler = 6 * matmul_params(model.resampler) * n_images * shape.vision_tokens
-    xattn = sum(matmul_params(b) for b in model.xattn_blocks().values())
-    lm = matmul_params(model.lang_model) - xattn
-    text = (2 + 2) * lm * n_text + (2 + 4) * xattn * n_text
-    attention = 4 * tokens * tokens * shape.hidden * shape.layers * rows * (1 + 2)
-    return float(vision + resampler + text + attention)
+def model_flops(model, rows: int, tokens: int, images: int) -> float:
+    """FLOPs of one training step, as the issue counts them (:mod:`workbench.train.flops`,
+    which every run also logs as ``compute/flops``)."""
+    return FlopCounter.of(model).step([tokens] * rows, rows * images)
 
 
 def median_time(step, repeats: int, device: torch.device) -> float:
@@ -132,7 +114,7 @@ def main() -> None:
               f"{'tokens/s':>9} {'MFU':>6} {'peak GB':>7} {'ratio':>6}")  # fmt: skip
         for name, rows, tokens, images in shape.workloads:
             inputs = [t.to(device) for t in batch(tokenizer, tokens, images, rows=rows)]
-            flops = model_flops(model, shape, rows, tokens, images)
+            flops = model_flops(model, rows, tokens, images)
             runs = training_steps(reference, model, cached, inputs)  # warms the cache
             base = None
             for label, step in zip(

@@ -41,15 +41,22 @@ def shapes_backbones(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tiny_world(tmp_path_factory) -> dict[str, str]:
     """A small 32-pixel shapes world (for wb-tiny-vit): shard patterns by source, and ``eval``:
-    its evaluation directory."""
-    from workbench.data.shapes import write_shapes_world
+    its evaluation directory; ``validation``: its held-out validation shards."""
+    from workbench.data.shapes import (
+        write_planted_pairs,
+        write_shapes_world,
+        write_validation_sets,
+    )
     from workbench.data.stream import shard_pattern
 
     out = tmp_path_factory.mktemp("world")
     shards = write_shapes_world(
         out, n_pairs=160, n_docs=120, n_eval=24, image_size=32, per_shard=40
     )
+    write_validation_sets(out / "validation", n_pairs=24, n_docs=16, image_size=32, per_shard=12)
+    write_planted_pairs(out, n_pairs=160, image_size=32, per_shard=40)
     return {
         **{name: shard_pattern(paths) for name, paths in shards.items()},
         "eval": str(out / "eval"),
+        "validation": str(out / "validation"),
     }

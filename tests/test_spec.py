@@ -103,17 +103,17 @@ def test_weight_decay_applies_to_cross_attention_only(tiny_lm_dirs):
 
     model, _ = build(tiny_lm_dirs["llama"], xattn_every=2)
     optimizer = build_optimizer(model, lr=1e-4, weight_decay=0.1)
-    decay, no_decay = optimizer.param_groups
+    decay, no_decay, special = optimizer.param_groups
     names = {id(p): n for n, p in model.named_parameters()}
     assert decay["weight_decay"] == 0.1 and no_decay["weight_decay"] == 0.0
+    assert special["weight_decay"] == 0.0 and special["lr_scale"] == 1.0  # their own group
+    assert {names[id(p)] for p in special["params"]} == {
+        "lang_model.model.embed_tokens.special",
+        "lang_model.lm_head.special",
+    }
     assert all(".xattn." in names[id(p)] for p in decay["params"])
     assert any(names[id(p)].endswith("attn_gate") for p in decay["params"])  # gates decay too
-    assert {names[id(p)].split(".")[0] for p in no_decay["params"]} == {"resampler", "lang_model"}
-    assert all(
-        names[id(p)].endswith(".special")
-        for p in no_decay["params"]
-        if "lang_model" in names[id(p)]
-    )
+    assert {names[id(p)].split(".")[0] for p in no_decay["params"]} == {"resampler"}
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     assert {id(p) for g in optimizer.param_groups for p in g["params"]} == trainable
 

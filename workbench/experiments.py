@@ -124,6 +124,7 @@ def shapes_spec(size: str, name: str, home: str | Path | None = None, **override
             "data.mmc4.hflip_prob": 0.0,
             "data.mmc4.min_image_bytes": 0,
             "eval.data": str(setup.world / "eval"),
+            "eval.validation": str(setup.validation),
             "eval.tasks": ("vqa",),
             **overrides,
         }

@@ -21,9 +21,10 @@ from typing import Any, Literal
 
 from workbench.registry import registry
 
-#: Keys added after specs were first hashed: left out of ``config_id`` at their None default,
-#: so that the runs of specs that never set them keep their ids.
-LATER_KEYS = frozenset({"model.init_from"})
+#: Keys added after specs were first hashed: out of ``config_id`` while unset (old ids stay).
+_LATER = ("model.init_from", "eval.validation", *(f"model.special_embeddings.{k}" for k in
+          ("output", "init", "lr_scale")))  # fmt: skip
+LATER_KEYS = frozenset(_LATER)
 # How a run executes, not what it computes: the training loop makes results independent of the
 # number of processes; recomputing activations, saving more often, reading the frozen encoder's
 # outputs from the feature cache or compiling changes no number beyond float rounding (tested).
@@ -133,6 +134,7 @@ class EvalSpec:
     every: int = 0  # optimizer steps between evaluations (and one at step 0); 0 = never
     data: str = ""  # the evaluation directory (the shapes world writes <world>/eval)
     tasks: tuple[str, ...] = ()  # registered task names (wb list task)
+    validation: str = ""  # held-out laion/ and mmc4/ shards (val/loss/*); the world's validation/
     shots: tuple[int, ...] = (4,)
     subset: int = 200  # test examples per evaluation
     trials: int = 1  # demonstration seeds (the paper: 3)
@@ -180,7 +182,8 @@ class RunSpec:
         """10 hex digits of the canonical JSON without the seed and the keys that change how a
         run executes but not what it computes (:data:`EXECUTION_KEYS`)."""
         flat = self.flatten()
-        skip = EXECUTION_KEYS | {"train.seed"} | {k for k in LATER_KEYS if flat.get(k) is None}
+        unset = {k for k in LATER_KEYS if flat.get(k) in (None, "")}
+        skip = EXECUTION_KEYS | {"train.seed"} | unset
         flat = {k: v for k, v in flat.items() if k not in skip}
         canonical = json.dumps(flat, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()[:10]

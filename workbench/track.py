@@ -279,3 +279,12 @@ def log_artifacts(uri: str, run_id: str, paths: list[Path], folder: str) -> None
 
 def set_run_tags(uri: str, run_id: str, tags: Mapping[str, Any]) -> None:
     _client(uri).log_batch(run_id, tags=_tags_list(tags))
+
+
+def latest_artifact(uri: str, run_id: str, folder: str, prefix: str, dst: Path) -> Path | None:
+    """Downloads the last (by name) ``.parquet`` artifact of ``run_id`` in ``folder`` whose name
+    starts with ``prefix`` into ``dst``; None when it has none."""
+    client = _client(uri)
+    paths = [a.path for a in client.list_artifacts(run_id, folder)]
+    names = sorted(p for p in paths if Path(p).name.startswith(prefix) and p.endswith(".parquet"))
+    return Path(client.download_artifacts(run_id, names[-1], str(dst))) if names else None

@@ -19,7 +19,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from workbench.backbones.shapes_clip import ClipRecipe, evaluate_clip, train_clip
 from workbench.backbones.shapes_lm import LMRecipe, evaluate_lm, train_lm
-from workbench.data.shapes import write_shapes_world
+from workbench.data.shapes import write_planted_pairs, write_shapes_world, write_validation_sets
 
 #: Bump when what the backbones train on (pairs, LM texts) or their training code changes.
 BACKBONE_VERSION = 3
@@ -153,9 +153,14 @@ class ShapesSetup:
     backbones: ShapesBackbones
 
     @property
+    def validation(self) -> Path:
+        """The held-out validation shards (``laion/``, ``mmc4/``) of the world."""
+        return self.world / "validation"
+
+    @property
     def ready(self) -> bool:
         built = (self.backbones.root / "quality.json").exists()
-        return built and (self.world / "COMPLETE").exists()
+        return built and all((f / "COMPLETE").exists() for f in (self.world, self.validation))
 
 
 def shapes_setup(home: str | Path, size: str = "tiny", seed: int = 0) -> ShapesSetup:
@@ -198,5 +203,10 @@ def prepare_shapes(
             per_shard=_PER_SHARD,
         )
         (setup.world / "COMPLETE").touch()
+    if not (setup.validation / "COMPLETE").exists():  # worlds written before it get it added
+        shutil.rmtree(setup.validation, ignore_errors=True)
+        write_validation_sets(setup.validation, seed=seed)
+        write_planted_pairs(setup.world, WORLDS[size]["n_pairs"], seed, per_shard=_PER_SHARD)
+        (setup.validation / "COMPLETE").touch()
     build_shapes_backbones(Path(home) / "backbones", size, seed, show_progress)
     return shapes_setup(home, size, seed)

@@ -117,6 +117,38 @@ def documents(
         yield {"__key__": f"doc{index:08d}", "json": json.dumps(doc).encode()}
 
 
+#: Seeds the validation sets' streams apart from the training shards' (same distribution).
+VALIDATION_SEED_OFFSET = 1_000_003
+
+
+def write_validation_sets(
+    out_dir: str | Path, n_pairs: int = 512, n_docs: int = 256, seed: int = 0,
+    image_size: int = 64, per_shard: int = 256, mismatch_fraction: float = 0.1,
+) -> dict[str, list[Path]]:  # fmt: skip
+    """Writes held-out ``laion/*.tar`` and ``mmc4/*.tar`` under ``out_dir``: new scenes from the
+    training shards' distribution (mismatched captions included), read by every run of a study
+    the same way (``workbench.eval.validation``)."""
+    out, held_out = Path(out_dir), seed + VALIDATION_SEED_OFFSET
+    return {
+        "laion": write_shards(pairs(n_pairs, held_out, image_size, mismatch_fraction),
+                              out / "laion", per_shard),
+        "mmc4": write_shards(documents(n_docs, held_out, image_size), out / "mmc4", per_shard),
+    }  # fmt: skip
+
+
+PLANTED_FOLDER = "laion_mismatched"
+
+
+def write_planted_pairs(
+    world: str | Path, n_pairs: int, seed: int = 0, image_size: int = 64, per_shard: int = 250
+) -> list[Path]:
+    """Writes ``<world>/laion_mismatched/*.tar``: LAION-style pairs whose every caption
+    describes another scene (no image-text signal left), for the planted-effect control
+    (``ablations/controls.py``)."""
+    samples = pairs(n_pairs, seed, image_size, mismatch_fraction=1.0)
+    return write_shards(samples, Path(world) / PLANTED_FOLDER, per_shard)
+
+
 def write_shapes_world(
     out_dir: str | Path,
     n_pairs: int = 2000,

@@ -1,5 +1,6 @@
-"""The model's answers to a batch of prompts: beam-search generation (captioning, VQA) or class
-names ranked by their mean per-token log-likelihood (classification).
+"""The model's answers to a batch of prompts: beam-search generation (captioning, VQA), class
+names ranked by their mean per-token log-likelihood (classification), or a closed answer set
+ranked by summed log-likelihood (VQA with ``closed_set``, :mod:`workbench.eval.rank`).
 
 Decoding as the reference does it: beam search (3 beams), the dataset's new-token budget, stop at
 ``<|endofchunk|>``, only the new tokens decoded.
@@ -14,6 +15,7 @@ import torch
 
 from workbench.eval.group import Group
 from workbench.eval.prompts import postprocess, prompt
+from workbench.eval.rank import candidates_by_type, rank_answers
 from workbench.eval.tasks import Dataset, Item, load_image
 
 
@@ -48,6 +50,11 @@ def predict(
     if dataset.kind == "classification":
         return [_classify(core, tokenizer, dataset, images[i : i + 1], mask[i : i + 1], texts[i])
                 for i in range(len(batch))]  # fmt: skip
+    if dataset.closed_set:
+        answers = candidates_by_type(dataset)
+        return [rank_answers(core, tokenizer, answers[it.answer_type], images[i : i + 1],
+                             mask[i : i + 1], texts[i])
+                for i, it in enumerate(batch)]  # fmt: skip
     side = tokenizer.padding_side
     tokenizer.padding_side = "left"
     try:

@@ -10,11 +10,13 @@ from typing import Any, Literal, cast
 
 import polars as pl
 
+from workbench.data.batch import Batch
 from workbench.eval.fewshot import EvalResult, evaluate
 from workbench.eval.group import Group
 from workbench.eval.scoring import majority_baseline
 from workbench.eval.tasks import TASKS, Dataset, load_task
-from workbench.spec import EvalSpec, SpecError
+from workbench.eval.validation import read_validation, validation_loss, validation_shards
+from workbench.spec import DataSpec, EvalSpec, SpecError
 
 DEMOS = ("random", "rices")
 
@@ -33,6 +35,8 @@ def check_eval_spec(spec: EvalSpec) -> None:
         raise SpecError(f"eval.tasks: unknown {unknown}; valid: {TASKS.names()}")
     if not Path(spec.data).is_dir():
         raise SpecError(f"eval.data: {spec.data} is not a directory")
+    if spec.validation:
+        validation_shards(Path(spec.validation))  # raises SpecError when it holds none
 
 
 def save_items(result: EvalResult, directory: Path, step: int | None = None) -> Path:
@@ -54,15 +58,20 @@ class Evaluator:
     """
 
     def __init__(self, spec: EvalSpec, model: Any, tokenizer: Any, processor: Any,
-                 group: Group | None = None, items_dir: Path | None = None) -> None:  # fmt: skip
+                 group: Group | None = None, items_dir: Path | None = None,
+                 data: DataSpec | None = None) -> None:  # fmt: skip
         self.spec, self.model, self.tokenizer = spec, model, tokenizer
         self.processor, self.group, self.items_dir = processor, group, items_dir
         self.enabled = spec.every > 0
         self.datasets: dict[str, Dataset] = {}
+        self.validation: dict[str, list[Batch]] = {}
         self.results: list[EvalResult] = []
         self.item_files: list[Path] = []
         if self.enabled:
             self.datasets = {t: load_task(t, spec.data) for t in spec.tasks}
+            if spec.validation:
+                self.validation = read_validation(data or DataSpec(), Path(spec.validation),
+                                                  tokenizer, processor)  # fmt: skip
 
     def due(self, step: int, total_steps: int) -> bool:
         """Whether to evaluate after ``step`` optimizer steps: every ``every`` (step 0 included)
@@ -82,9 +91,21 @@ class Evaluator:
                     batch_size=self.spec.batch_size, group=self.group,
                 )  # fmt: skip
                 metrics[f"eval/{name}/{shots}shot"] = result.mean
+                if "logp_right" in result.details:
+                    metrics[f"eval/{name}/{shots}shot/logp_right"] = result.details["logp_right"]
                 self.results.append(result)
-        if self.items_dir is not None and (self.group is None or self.group.rank == 0):
-            self.item_files = [save_items(r, self.items_dir, step) for r in self.results]
+        writer = self.group is None or self.group.rank == 0
+        folder = self.items_dir if writer else None
+        if folder is not None:
+            self.item_files = [save_items(r, folder, step) for r in self.results]
+        if self.validation:
+            device = next(p for p in self.model.parameters()).device
+            losses, items = validation_loss(self.model, self.validation, device)
+            metrics.update(losses)
+            if folder is not None:
+                suffix = "" if step is None else f"_step{step:08d}"
+                items.write_parquet(folder / f"validation{suffix}.parquet")
+                self.item_files.append(folder / f"validation{suffix}.parquet")
         return metrics
 
 

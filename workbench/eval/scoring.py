@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.eval.metrics import accuracy, cider, cider_per_item, roc_auc, vqa_accuracy
+from workbench.eval.rank import canonical_answer
 from workbench.eval.tasks import Dataset, Item, fixed_subset
 
 
@@ -42,6 +43,8 @@ def score(dataset: Dataset, test: list[Item], predictions: dict[str, Any]) -> Sc
             {"id": it.id, "prediction": predictions[it.id], "score": per_item[it.id]} for it in test
         ]
         return Scored(statistics.fmean(per_item.values()), {"cider_tokenizer": tokenizer}, items)
+    if dataset.closed_set:
+        return _closed_set(test, predictions)
     if dataset.kind == "vqa":
         items = [
             {"id": it.id, "question": it.question, "question_type": it.question_type,
@@ -52,6 +55,24 @@ def score(dataset: Dataset, test: list[Item], predictions: dict[str, Any]) -> Sc
         details = {f"by_{kind}": _mean_by(items, kind) for kind in ("question_type", "answer_type")}
         return Scored(statistics.fmean(row["score"] for row in items), details, items)
     return _classification(dataset, test, predictions)
+
+
+def _closed_set(test: list[Item], predictions: dict[str, dict[str, float]]) -> Scored:
+    """Accuracy of the most likely candidate against the item's canonical answer; each row also
+    holds ``logp_right``, the right answer's summed log-likelihood, and ``candidates``."""
+    items: list[dict[str, Any]] = []
+    for it in test:
+        logliks = predictions[it.id]
+        right, best = canonical_answer(it), max(logliks, key=logliks.__getitem__)
+        items.append({"id": it.id, "question": it.question, "question_type": it.question_type,
+                      "answer_type": it.answer_type, "label": right, "prediction": best,
+                      "score": float(best == right), "logp_right": logliks[right],
+                      "candidates": len(logliks)})  # fmt: skip
+    details = {
+        "logp_right": statistics.fmean(row["logp_right"] for row in items),
+        **{f"by_{kind}": _mean_by(items, kind) for kind in ("question_type", "answer_type")},
+    }
+    return Scored(statistics.fmean(row["score"] for row in items), details, items)
 
 
 def _classification(dataset: Dataset, test: list[Item], predictions: dict[str, Any]) -> Scored:
@@ -87,9 +108,12 @@ def majority_baseline(dataset: Dataset, subset: int | None = None, seed: int = 0
     if dataset.kind == "vqa":
         by_type: dict[str, Counter[str]] = {}
         for it in dataset.query:
-            by_type.setdefault(it.question_type, Counter())[it.answers[0]] += 1
+            by_type.setdefault(it.question_type, Counter())[canonical_answer(it)] += 1
         guess = {k: c.most_common(1)[0][0] for k, c in by_type.items()}
-        values = [vqa_accuracy(guess.get(it.question_type, top), it.answers) for it in test]
+        guesses = [guess.get(it.question_type, top) for it in test]
+        if dataset.closed_set:
+            return accuracy(guesses, [canonical_answer(it) for it in test])
+        values = [vqa_accuracy(g, it.answers) for g, it in zip(guesses, test, strict=True)]
         return sum(values) / len(values)
     if dataset.kind == "classification":
         return accuracy([top] * len(test), [it.answers[0] for it in test])

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -58,6 +58,9 @@ class Dataset:
     classnames: tuple[str, ...] = ()
     max_new_tokens: int = 20
     metric: str = ""  # the headline metric's name
+    # VQA answered by ranking the closed answer set of each question's type (workbench.eval.rank)
+    # instead of generating
+    closed_set: bool = False
 
     def __post_init__(self) -> None:
         if not self.query or not self.test:
@@ -258,6 +261,16 @@ TASKS.add(
     ),
 )
 TASKS.add("vqa", Task(_shapes_vqa, "VQAv2-style questions (VQA accuracy) from vqa/"))
+TASKS.add(
+    "vqa_rank",
+    Task(
+        lambda root: replace(
+            _shapes_vqa(root), name="vqa_rank", closed_set=True, metric="rank_accuracy"
+        ),
+        "the VQA questions answered by ranking their type's closed answer set (accuracy; the "
+        "right answer's log-likelihood per item)",
+    ),
+)
 for _task in ("shape", "colour", "invented"):
     TASKS.add(
         f"classification_{_task}",

@@ -88,21 +88,65 @@ def _is_tied(lm: PreTrainedModel) -> bool:
     return head is not None and head.weight is lm.get_input_embeddings().weight
 
 
+INITS = ("mean", "random", "copy")
+
+
+def initial_rows(table: torch.Tensor, ids: torch.Tensor, init: str | None, seed: int = 0,
+                 copy_of: int | None = None) -> torch.Tensor:  # fmt: skip
+    """The starting values of the special rows of ``table`` (V, D): as the LM's resize left
+    them (None), the mean of the other rows, random (normal, the other rows' per-dimension
+    standard deviation around their mean), or a copy of row ``copy_of`` (the end-of-text token)."""
+    rows = table.detach()[ids].clone()
+    others = torch.ones(table.shape[0], dtype=torch.bool)
+    others[ids] = False
+    vocabulary = table.detach()[others].float()
+    if init == "mean":
+        rows[:] = vocabulary.mean(dim=0).to(rows.dtype)
+    elif init == "random":
+        generator = torch.Generator().manual_seed(seed)
+        noise = torch.randn(rows.shape, generator=generator)
+        rows[:] = (vocabulary.mean(0) + noise * vocabulary.std(0)).to(rows.dtype)
+    elif init == "copy":
+        if copy_of is None:
+            raise ValueError("init='copy' needs a token to copy (the LM has no end-of-text token)")
+        rows[:] = table.detach()[copy_of]
+    elif init is not None:
+        raise ValueError(f"special_embeddings init must be one of {INITS} or unset, got {init!r}")
+    return rows
+
+
 @SPECIAL_EMBEDDINGS.register("trainable")
 @dataclass(frozen=True)
 class Trainable:
-    """Trains only the special rows (input side; output side too, tied or not)."""
+    """Trains only the special rows: on the input side, and on the output side too unless
+    ``output`` is False (then the LM's head keeps its resized rows, as the reference's does).
+
+    Options left unset keep earlier runs' configuration ids: ``output`` (None: True), ``init``
+    (None: as the LM's resize left the rows; ``mean``, ``random`` or ``copy`` of the end-of-text
+    row) and ``lr_scale`` (None: 1; the new rows' learning rate over the run's).
+    """
+
+    output: bool | None = None
+    init: str | None = None
+    lr_scale: float | None = None
 
     def apply(self, lm: PreTrainedModel, special_ids: Sequence[int]) -> None:
         embed, head = lm.get_input_embeddings(), lm.get_output_embeddings()
         if not isinstance(embed, nn.Embedding):
             raise TypeError(f"expected an nn.Embedding input table, got {type(embed).__name__}")
+        if self.lr_scale is not None and not self.lr_scale > 0:
+            raise ValueError(f"special_embeddings lr_scale must be > 0, got {self.lr_scale}")
         ids = torch.as_tensor(list(special_ids))
-        tied = _is_tied(lm)
-        input_rows = nn.Parameter(embed.weight.detach()[ids].clone())
+        tied, eos = _is_tied(lm), lm.config.eos_token_id
+        eos = eos[0] if isinstance(eos, list) else eos
+        input_rows = nn.Parameter(initial_rows(embed.weight, ids, self.init, copy_of=eos))
         lm.set_input_embeddings(SpecialTokenEmbedding(embed, special_ids, input_rows))
+        if self.output is False and not tied:
+            return
         if isinstance(head, nn.Linear):
-            output_rows = input_rows if tied else nn.Parameter(head.weight.detach()[ids].clone())
+            start = head.weight.detach()[ids].clone() if self.init is None else initial_rows(
+                head.weight, ids, self.init, seed=1, copy_of=eos)  # fmt: skip
+            output_rows = input_rows if tied else nn.Parameter(start)
             lm.set_output_embeddings(SpecialTokenHead(head, special_ids, output_rows))
         elif head is not None:
             raise TypeError(f"expected an nn.Linear output head, got {type(head).__name__}")

@@ -97,6 +97,16 @@ class MediaContext:
             self.media = self.times = self.seen = self.kv = None
             self.active = False
 
+    def repeat(self, repeats: int) -> None:
+        """Every row ``repeats`` times, consecutively (the images seen so far and the projected
+        keys and values too): for continuing one cached prompt with several continuations."""
+        assert self.media is not None and self.seen is not None
+        self.media = self.media.repeat_interleave(repeats, dim=0)
+        self.seen = self.seen.repeat_interleave(repeats, dim=0)
+        if self.kv is not None:
+            self.kv = {k: (a.repeat_interleave(repeats, 0), b.repeat_interleave(repeats, 0))
+                       for k, (a, b) in self.kv.items()}  # fmt: skip
+
     def advance(self, media_locations: torch.Tensor, continues: bool) -> None:
         """Sets text times for the next LM call; called once per call with its input ids.
 

@@ -10,6 +10,8 @@ from typing import Any
 import polars as pl
 from scipy import stats
 
+from workbench.report.pooled import fit, holm
+
 
 def axis_columns(frame: pl.DataFrame) -> list[str]:
     return sorted(c for c in frame.columns if c.startswith("axis."))
@@ -36,18 +38,6 @@ def paired_p(diffs: Sequence[float]) -> float:
         return math.nan
     t = mean / (std / math.sqrt(len(diffs)))
     return float(2 * stats.t.sf(abs(t), len(diffs) - 1))
-
-
-def holm(p_values: Sequence[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (family-wise error over the comparisons)."""
-    order = sorted(range(len(p_values)), key=lambda i: p_values[i])
-    adjusted = [0.0] * len(p_values)
-    running = 0.0
-    m = len(p_values)
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p_values[i]))
-        adjusted[i] = running
-    return adjusted
 
 
 def _per_seed(runs: pl.DataFrame, metric: str) -> pl.DataFrame:
@@ -115,4 +105,44 @@ def study_effects(runs: pl.DataFrame, metric: str, baselines: Mapping[str, str])
     p_holm = [math.nan] * len(rows)
     for i, adjusted_p in zip(tested, adjusted, strict=True):
         p_holm[i] = adjusted_p
-    return pl.DataFrame(rows).with_columns(pl.Series("p_holm", p_holm))
+    frame = pl.DataFrame(rows).with_columns(pl.Series("p_holm", p_holm))
+    return _with_pooled(frame, runs, metric, columns)
+
+
+def configurations(runs: pl.DataFrame, columns: Mapping[str, str]) -> tuple[pl.DataFrame, str]:
+    """``runs`` with a ``config`` column (every axis value, ``axis=value`` joined by commas),
+    and the baseline configuration's label."""
+    names = sorted(columns)
+    label = pl.concat_str([pl.lit(f"{c.removeprefix('axis.')}=") + pl.col(c).cast(pl.Utf8)
+                           for c in names], separator=",")  # fmt: skip
+    baseline = ",".join(f"{c.removeprefix('axis.')}={columns[c]}" for c in names)
+    return runs.with_columns(label.alias("config")), baseline
+
+
+def _with_pooled(
+    frame: pl.DataFrame, runs: pl.DataFrame, metric: str, columns: Mapping[str, str]
+) -> pl.DataFrame:
+    """Adds the whole-study fit's ``pooled_diff``, ``pooled_ci95_low``/``high``, ``pooled_df``
+    and ``pooled_p_holm`` to each comparison row (:mod:`workbench.report.pooled`)."""
+    labelled, baseline = configurations(runs, columns)
+    pooled = {"pooled_diff": [], "pooled_ci95_low": [], "pooled_ci95_high": [],
+              "pooled_df": [], "pooled_p_holm": []}  # type: dict[str, list[Any]]  # fmt: skip
+    try:
+        fitted = fit(labelled, metric, baseline).effects
+        by_config = (
+            {row["config"]: row for row in fitted.iter_rows(named=True)} if fitted.height else {}
+        )
+    except ValueError:  # no baseline run with the metric: nothing to pool against
+        by_config = {}
+    for row in frame.iter_rows(named=True):
+        cell = {**columns, f"axis.{row['axis']}": row["value"]}
+        label = ",".join(f"{c.removeprefix('axis.')}={cell[c]}" for c in sorted(columns))
+        found = by_config.get(label) if not row["baseline"] else None
+        for key, source in (("pooled_diff", "diff"), ("pooled_ci95_low", "ci95_low"),
+                            ("pooled_ci95_high", "ci95_high"), ("pooled_df", "df"),
+                            ("pooled_p_holm", "p_holm")):  # fmt: skip
+            pooled[key].append(found[source] if found else None)
+    return frame.with_columns(
+        *(pl.Series(k, v, dtype=pl.Int64 if k == "pooled_df" else pl.Float64)
+          for k, v in pooled.items())
+    )  # fmt: skip

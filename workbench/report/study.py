@@ -52,8 +52,13 @@ def _axes(effects: pl.DataFrame) -> list[str]:
     return [f"axis.{a}" for a in effects["axis"].unique(maintain_order=True).to_list()]
 
 
-def _sections(study: str, metric: str, runs: pl.DataFrame, effects: pl.DataFrame) -> list[str]:
-    """The markdown of the effects, curves, cost and reruns (the plots by file name)."""
+def _sections(
+    study: str, metric: str, runs: pl.DataFrame, effects: pl.DataFrame,
+    variance: list[str] | None = None,
+) -> list[str]:  # fmt: skip
+    """The markdown of the effects, variance and power, curves, cost and reruns (the plots by
+    file name)."""
+    variance = variance or []
     base = effects.filter(pl.col("baseline"))
     baseline = ", ".join(f"{a}={v}" for a, v in zip(base["axis"], base["value"], strict=True))
     return [
@@ -63,11 +68,14 @@ def _sections(study: str, metric: str, runs: pl.DataFrame, effects: pl.DataFrame
         f"Baseline (as the axes declare it): `{baseline}`.\n",
         "## Effects per axis\n",
         "Mean and Student-t 95% interval over seeds of each axis value with the other axes at "
-        "their baseline; `diff` is its paired difference to the baseline configuration "
-        "(variant - baseline, over the `pairs` seeds both ran), `p_holm` the paired t-test's "
-        "p-value with Holm's correction over all comparisons.\n",
+        "their baseline. The headline is `pooled_diff` (variant - baseline) with its 95% "
+        "interval from the configuration x seed model of the whole study (the pooled residual "
+        "variance, `pooled_df` degrees of freedom) and `pooled_p_holm` (Holm's correction over "
+        "all comparisons). Beside it, per pair: `diff` over the `pairs` seeds both ran, its "
+        "paired-t interval and `p_holm`.\n",
         to_markdown(effects),
         "\n![effects](effects.png)\n",
+        *variance,
         f"## Learning curves\n\nMean over seeds of `{CURVE_METRIC}` by step, band = min to max.\n",
         "![learning curves](learning_curves.png)\n",
         "## Cost per configuration\n",
@@ -121,6 +129,7 @@ def write_study_report(
     effects: pl.DataFrame,
     out_dir: str | Path,
     search: SearchTables | None = None,
+    variance: list[str] | None = None,
 ) -> dict[str, Path]:
     """Markdown and self-contained HTML reports (with PNG plots) of a study's finished runs.
 
@@ -132,6 +141,7 @@ def write_study_report(
         effects: their :func:`~workbench.report.effects.study_effects` on ``metric``.
         out_dir: the folder written (created).
         search: the Optuna side: trials, importances, Pareto front.
+        variance: the variance components and power section (:mod:`workbench.report.variance`).
 
     Returns:
         The paths written by kind: ``markdown``, ``html`` and the plots.
@@ -142,7 +152,7 @@ def write_study_report(
         "effects": plot_effects(effects, metric, out / "effects.png"),
         "curves": plot_learning_curves(uri, runs, _axes(effects), out / "learning_curves.png"),
     }
-    sections = _sections(study, metric, runs, effects)
+    sections = _sections(study, metric, runs, effects, variance)
     sections += _search_sections(search or SearchTables())
     markdown = "\n".join(sections) + "\n"
     paths = {"markdown": out / "report.md", "html": out / "report.html", **plots}

@@ -29,7 +29,8 @@ COMPARE_COLUMNS = ("n", "mean", "std", "ci95_low", "ci95_high", "diff", "diff_ci
 def runs_frame(uri: str, experiment: str, finished_only: bool = True) -> pl.DataFrame:
     """One row per workbench training run: ``run_id``, ``status``, ``config_id``,
     ``base_config_id`` and ``parent_run_id`` (null when absent), ``seed``, ``axis.*`` tags,
-    ``study`` and ``trial`` (study runs), ``final/*`` metrics and the last ``eval/*`` values."""
+    ``study`` and ``trial`` (study runs), ``final/*`` metrics and the last ``eval/*``, ``val/*``
+    and ``compute/*`` values."""
     from workbench.track import search_runs
 
     rows: list[dict[str, Any]] = []
@@ -48,7 +49,8 @@ def runs_frame(uri: str, experiment: str, finished_only: bool = True) -> pl.Data
         row.update({k: v for k, v in tags.items() if k.startswith("axis.")})
         if "study" in tags:
             row["study"], row["trial"] = tags["study"], int(tags.get("trial", -1))
-        row.update({k: float(v) for k, v in metrics.items() if k.startswith(("final/", "eval/"))})
+        row.update({k: float(v) for k, v in metrics.items()
+                    if k.startswith(("final/", "eval/", "val/", "compute/"))})  # fmt: skip
         rows.append(row)
     if not rows:
         return pl.DataFrame()

@@ -73,7 +73,9 @@ def report_study(
     parent run; the paths written, by kind. A study without finished runs fails as a
     :class:`~workbench.spec.SpecError` having written nothing."""
     from workbench.report.effects import study_effects
+    from workbench.report.items import study_items
     from workbench.report.study import study_runs, write_study_report
+    from workbench.report.variance import study_fit, variance_section
     from workbench.track import default_uri, log_artifacts, log_metrics_to
 
     uri = tracking_uri or default_uri(home)
@@ -91,8 +93,14 @@ def report_study(
         raise SpecError(f"the runs of study {study.name!r} have no metric {study.objective!r}; "
                         f"metrics present: {known}")  # fmt: skip
     out = out or home / "reports" / study.name
+    items = study_items(uri, runs["run_id"].to_list(), study.objective)
+    try:
+        fitted = study_fit(runs, study.objective, study.baseline(), items)
+        variance = variance_section(fitted, study.objective)
+    except ValueError as e:  # runs on different items, or no baseline run: say so
+        variance = ["## Variance components and power\n", f"Not computed: {e}.\n"]
     paths = write_study_report(
-        uri, study.name, study.objective, runs, effects, out, _search(optuna_study)
+        uri, study.name, study.objective, runs, effects, out, _search(optuna_study), variance
     )
     log_artifacts(uri, parent, list(paths.values()), "report")
     metrics = effect_metrics(effects)

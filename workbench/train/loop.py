@@ -35,6 +35,7 @@ from workbench.spec import RunSpec
 from workbench.train import checkpoint, dist, metrics
 from workbench.train.build import build_model, check_spec, open_tracker
 from workbench.train.dist import Dist
+from workbench.train.flops import FlopCounter, accumulate, step_compute
 from workbench.train.optim import build_optimizer
 from workbench.train.parallelize import parallelize
 from workbench.train.result import RunOptions, RunResult, Stopped, home_dir, run_dir
@@ -69,6 +70,7 @@ class _Parts:
     tracker: Any
     evaluator: Evaluator
     history: list[dict[str, float]]
+    flops: FlopCounter
 
 
 class _Run:
@@ -133,10 +135,11 @@ class _Run:
         group = Group(where.rank, where.world_size,
                       functools.partial(dist.gather_objects, where=where),
                       synced=where.strategy == "fsdp" and where.world_size > 1)  # fmt: skip
-        evaluator = Evaluator(spec.eval, model, tokenizer, processor, group, self.dir / "eval")
+        evaluator = Evaluator(spec.eval, model, tokenizer, processor, group, self.dir / "eval",
+                              spec.data)  # fmt: skip
         trainable = [p for p in model.parameters() if p.requires_grad]
         parts = _Parts(model, core, optimizer, trainable, steps, stream, tracker, evaluator,
-                       state["history"])  # fmt: skip
+                       state["history"], FlopCounter.of(core))  # fmt: skip
         return parts, int(state["step"])
 
     def _loop(self, parts: _Parts, start: int, latest: Path | None) -> Path | None:
@@ -214,12 +217,14 @@ class _Run:
         spec, where = self.spec, self.where
         began = time.perf_counter()
         totals = metrics.new_totals()
+        seen: list[Any] = []  # the parts of every micro-batch (what the step cost)
         losses: list[tuple[int, float, torch.Tensor]] = []  # read once after the loop: no
         for micro in range(spec.train.grad_accum):  # device sync between micro-batches
             data = next(parts.steps)
             parts.stream.update(data)
             if not data.parts:
                 raise RuntimeError("the data stream ended (a one-pass source ran out)")
+            seen += data.parts
             last = micro == spec.train.grad_accum - 1
             losses += self._backward(parts.model, data, totals, last)
         values = torch.stack([loss for _, _, loss in losses]).double().cpu()
@@ -229,7 +234,7 @@ class _Run:
         dist.all_reduce_sum(totals, where)
         lr = spec.train.lr * self.schedule(step, spec.train.steps)
         for group in parts.optimizer.param_groups:
-            group["lr"] = lr
+            group["lr"] = lr * group.get("lr_scale", 1.0)
         objective = float(totals[-1])
         grad_norm = math.nan
         if math.isfinite(objective):
@@ -239,7 +244,9 @@ class _Run:
             parts.optimizer.step()
         parts.optimizer.zero_grad(set_to_none=True)
         out = {"loss": objective, "lr": lr, "grad_norm": grad_norm, "skipped": float(skipped)}
-        return out | metrics.step_metrics(totals, time.perf_counter() - began)
+        out |= metrics.step_metrics(totals, time.perf_counter() - began)
+        out |= step_compute(parts.flops, seen)
+        return out | accumulate(out, parts.history[-1] if parts.history else None)
 
     def _backward(
         self, model: nn.Module, data: Step, totals: torch.Tensor, last_micro: bool

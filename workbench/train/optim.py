@@ -69,21 +69,39 @@ class Cosine:
         return self.final_fraction + (1 - self.final_fraction) * cosine
 
 
+def special_lr_scale(model: torch.nn.Module) -> float:
+    """The special rows' learning-rate factor (``model.special_embeddings.lr_scale``), 1 unset."""
+    core = getattr(model, "module", model)  # DDP wraps the model
+    choice = getattr(getattr(core, "config", None), "special_embeddings", None)
+    scale = getattr(getattr(choice, "options", choice), "lr_scale", None)
+    return 1.0 if scale is None else float(scale)
+
+
 def parameter_groups(
     model: torch.nn.Module, weight_decay: float
 ) -> list[dict[str, list[torch.nn.Parameter] | float]]:
     """AdamW groups as the reference: weight decay on the cross-attention blocks only (gates
-    included), none on the resampler or special-token rows. Frozen parameters are left out, so
-    the optimizer never holds a backbone weight."""
+    included), none on the resampler or special-token rows; the special rows in a group of
+    their own with an ``lr_scale`` (the loop multiplies the step's rate by it). Frozen parameters
+    are left out, so the optimizer never holds a backbone weight."""
     decay: list[torch.nn.Parameter] = []
     no_decay: list[torch.nn.Parameter] = []
+    special: list[torch.nn.Parameter] = []
     for name, param in model.named_parameters():
-        if param.requires_grad:
-            (decay if ".xattn." in f".{name}" else no_decay).append(param)
-    return [
-        {"params": decay, "weight_decay": weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
+        if not param.requires_grad:
+            continue
+        if ".xattn." in f".{name}":
+            decay.append(param)
+        else:
+            (special if name.endswith(".special") else no_decay).append(param)
+    groups: list[dict[str, list[torch.nn.Parameter] | float]] = [
+        {"params": decay, "weight_decay": weight_decay, "lr_scale": 1.0},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": 1.0},
     ]
+    if special:
+        groups.append({"params": special, "weight_decay": 0.0,
+                       "lr_scale": special_lr_scale(model)})  # fmt: skip
+    return groups
 
 
 def build_optimizer(model: torch.nn.Module, lr: float, weight_decay: float) -> torch.optim.AdamW:

@@ -1,0 +1,101 @@
+"""The pooled configuration x seed model, the item variance component and the power table, each
+on a case computed by hand."""
+
+from __future__ import annotations
+
+import math
+
+import polars as pl
+import pytest
+
+from workbench.report.effects import paired_p, study_effects
+from workbench.report.pooled import fit, item_variance, power, power_table, seeds_needed
+
+T_975_DF4 = 2.7764451051977987  # Student-t 97.5% quantile, 4 degrees of freedom (tables)
+
+
+def runs(table: dict[str, list[float]]) -> pl.DataFrame:
+    rows = [(c, s, v) for c, values in table.items() for s, v in enumerate(values)]
+    return pl.DataFrame(rows, schema=["config", "seed", "y"], orient="row")
+
+
+def test_three_configurations_by_three_seeds():
+    # y:        s0 s1 s2   row means 2, 3, 2; column means 1, 7/3, 11/3; grand 7/3
+    #   base     1  2  3   residuals  1/3    0  -1/3
+    #   a        2  4  3              1/3    1  -4/3
+    #   b        0  1  5             -2/3   -1   5/3   SS = 22/3 over (3-1)(3-1) = 4 df
+    fitted = fit(runs({"base": [1, 2, 3], "a": [2, 4, 3], "b": [0, 1, 5]}), "y", "base")
+    assert fitted.df == 4 and fitted.sigma2 == pytest.approx(11 / 6)
+    a, b = fitted.effects.sort("config").to_dicts()
+    assert a["config"] == "a" and a["diff"] == pytest.approx(1.0)
+    se = math.sqrt(2 * (11 / 6) / 3)  # sqrt(11/9)
+    assert a["se"] == pytest.approx(se) and a["pairs"] == 3
+    assert a["ci95_low"] == pytest.approx(1 - T_975_DF4 * se)
+    assert a["ci95_high"] == pytest.approx(1 + T_975_DF4 * se)
+    assert b["diff"] == pytest.approx(0.0, abs=1e-12) and b["p"] == pytest.approx(1.0)
+    # Holm over the two comparisons: the smaller p doubled, the larger one at least as large
+    assert a["p_holm"] == pytest.approx(min(1.0, 2 * a["p"]))
+    assert b["p_holm"] == pytest.approx(1.0)
+
+
+def test_two_configurations_reduce_to_the_paired_t_test():
+    # diffs 1, 0, 2, 1: mean 1, variance 2/3, standard error sqrt(2/3 / 4)
+    fitted = fit(runs({"base": [1, 2, 3, 4], "a": [2, 2, 5, 5]}), "y", "base")
+    (a,) = fitted.effects.to_dicts()
+    assert fitted.df == 3 and a["diff"] == pytest.approx(1.0)
+    assert a["se"] == pytest.approx(math.sqrt(1 / 6))
+    # t = 1 / sqrt(1/6) = 2.449 on 3 df: between the tables' 2.353 (p = 0.10) and 3.182 (0.05)
+    assert 0.05 < a["p"] < 0.10 and a["p"] == pytest.approx(0.0917, abs=5e-4)
+    assert a["p"] == pytest.approx(paired_p([1, 0, 2, 1]))
+
+
+def test_a_missing_cell_is_fitted_not_dropped():
+    # base has seeds 0..2, a only 0 and 1: a's effect is estimated from its two seeds against
+    # the seed effects that all three baseline runs inform; with an exact additive table the
+    # fit is exact and the residual is 0
+    table = runs({"base": [1, 3, 6], "a": [3, 5]})
+    fitted = fit(table, "y", "base")
+    (a,) = fitted.effects.to_dicts()
+    assert a["diff"] == pytest.approx(2.0) and a["pairs"] == 2
+    assert fitted.df == 1 and fitted.sigma2 == pytest.approx(0.0, abs=1e-20)
+
+
+def test_an_unknown_baseline_is_an_error():
+    with pytest.raises(ValueError, match="baseline configuration 'c'"):
+        fit(runs({"base": [1, 2]}), "y", "c")
+
+
+def test_item_variance_by_the_run_plus_item_decomposition():
+    # runs r0: 1 0 1, r1: 0 0 1; row means 2/3, 1/3; item means 1/2, 0, 1; grand 1/2
+    # residuals 1/3 -1/6 -1/6 / -1/3 1/6 1/6: SS = 1/3 over (2-1)(3-1) = 2 df
+    items = pl.DataFrame({"run": ["r0"] * 3 + ["r1"] * 3, "item": ["i0", "i1", "i2"] * 2,
+                          "y": [1.0, 0.0, 1.0, 0.0, 0.0, 1.0]})  # fmt: skip
+    assert item_variance(items, "y") == (pytest.approx(1 / 6), 3)
+    with pytest.raises(ValueError, match="same items"):
+        item_variance(items.filter(~((pl.col("run") == "r1") & (pl.col("item") == "i2"))), "y")
+
+
+def test_seeds_needed_match_the_paired_t_test_tables():
+    # two configurations, sigma2 = 1 per run: the difference has variance 2, so an effect of
+    # 0.5 * sqrt(2) is d_z = 0.5, for which a paired t-test needs 34 pairs at 80% power
+    # (two-sided 5%; Cohen 1988, G*Power); d_z = 0.8 needs 15
+    assert seeds_needed(0.5 * math.sqrt(2), 1.0) == 34
+    assert seeds_needed(0.8 * math.sqrt(2), 1.0) == 15
+    assert power(0.5 * math.sqrt(2), 1.0, 34) >= 0.8 > power(0.5 * math.sqrt(2), 1.0, 33)
+    fitted = fit(runs({"base": [1, 2, 3, 4], "a": [2, 2, 5, 5]}), "y", "base")
+    table = power_table(fitted, effects=(0.5, 5.0)).to_dicts()
+    assert table[0]["seeds_80pct_power"] > table[1]["seeds_80pct_power"] >= 2
+
+
+def test_study_effects_report_pooled_and_per_pair_intervals():
+    table = runs({"base": [1, 2, 3], "a": [2, 4, 3], "b": [0, 1, 5]}).rename({"config": "axis.m"})
+    effects = study_effects(table, "y", {"m": "base"})
+    a = effects.filter(pl.col("value") == "a").to_dicts()[0]
+    se = math.sqrt(11 / 9)  # the pooled fit of test_three_configurations_by_three_seeds
+    assert a["pooled_diff"] == pytest.approx(1.0) and a["pooled_df"] == 4
+    assert a["pooled_ci95_low"] == pytest.approx(1 - T_975_DF4 * se)
+    # per pair: diffs 1, 2, 0 -> mean 1, sd 1, t(0.975, 2) = 4.3027 -> 1 +- 4.3027 / sqrt(3)
+    assert a["diff"] == pytest.approx(1.0)
+    assert a["diff_ci95_high"] == pytest.approx(1 + 4.302652729911275 / math.sqrt(3))
+    base = effects.filter(pl.col("baseline")).to_dicts()[0]
+    assert base["pooled_diff"] is None
