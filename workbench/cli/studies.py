@@ -23,6 +23,13 @@ def search(
     seeds: Annotated[
         str | None, typer.Option(help="Comma-separated seeds per configuration.")
     ] = None,
+    until_decisive: Annotated[
+        bool, typer.Option(help="Then add seeds where a comparison's interval straddles ±D.")
+    ] = False,
+    min_effect: Annotated[
+        float, typer.Option(min=0.0, help="D: the smallest difference that matters.")
+    ] = 0.02,
+    max_seeds: Annotated[int, typer.Option(min=2, help="Seeds per configuration at most.")] = 8,
     tracking_uri: TrackingOption = None,
     home: HomeOption = None,
 ) -> None:
@@ -30,6 +37,8 @@ def search(
 
     The study keeps its name (wb report STUDY reports it); the seeds, budget and sampler it
     runs with are recorded on it. A continued study must keep the seeds its trials ran with.
+    With --until-decisive, each comparison whose pooled 95% interval is neither beyond ±D nor
+    inside it gets more seeds (for it and the baseline), up to --max-seeds.
     """
     from workbench.search import load_studies, print_trials, run_study, study_variant, trials_table
     from workbench.train.result import home_dir
@@ -39,6 +48,14 @@ def search(
     done = run_study(chosen, storage=storage, workers=workers, home=home_dir(home),
                      tracking_uri=tracking_uri, prepare=True)  # fmt: skip
     print_trials(trials_table(done))
+    if until_decisive:
+        from workbench.search.decisive import until_decisive as add_seeds
+        from workbench.track import default_uri
+
+        parent = str(done.user_attrs["mlflow_parent_run_id"])
+        uri = tracking_uri or default_uri(home_dir(home))
+        add_seeds(chosen, home_dir(home), uri, parent, min_effect=min_effect,
+                  max_seeds=max_seeds, say=typer.echo)  # fmt: skip
     typer.echo(f"report: wb report {study} --home {home_dir(home)}")
 
 
