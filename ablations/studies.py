@@ -1,50 +1,67 @@
 """The paper's open questions as studies of the shapes baseline (``wb search STUDY``).
 
 Every configuration runs with the same seeds, and a seed fixes the data order, so differences
-between configurations are paired. Runs are shortened to 150 steps so that a study fits on a
-laptop. The objective is 4-shot VQA accuracy on 100 held-out shapes questions at the end of the
-run: training losses are not comparable across mixtures or filters, which change the data.
+between configurations are paired by seed; every run is evaluated on the same items, so they are
+paired by item too. Runs are shortened to 300 steps. The objective is rank classification of the
+held-out shapes questions (``vqa_rank``: each question's closed answer set ranked by
+log-likelihood after 4 demonstrations), evaluated every 100 steps at 0, 4 and 8 shots (16 too
+for the special embeddings, whose question is about many shots); every evaluation also gives
+the held-out validation losses (``val/loss/laion``, ``val/loss/mmc4``), measured on the same
+pairs and documents whatever a variant's mixture or filter. Training losses are not comparable
+across mixtures or filters, which change the data.
+
+``controls`` proves the instrument: a no-op variant must come out equal to the baseline, and
+training on LAION captions that describe other scenes must come out worse.
 """
 
 from workbench.study import Study
 
 SHORT = {
-    "train.steps": 150,
+    "train.steps": 300,
     "train.checkpoint_every": 0,
     "train.log_every": 10,
-    "eval.every": 150,
-    "eval.shots": (4,),
-    "eval.subset": 100,
+    "eval.every": 100,
+    "eval.tasks": ("vqa_rank",),
+    "eval.shots": (0, 4, 8),
+    "eval.subset": 200,
 }
-VQA = {"objective": "eval/vqa/4shot", "direction": "maximize"}
+RANK = {"objective": "eval/vqa_rank/4shot", "direction": "maximize"}
+MANY_SHOTS = {**SHORT, "eval.shots": (0, 4, 8, 16)}
 
 Study(
-    "special_embeddings", "shapes_tiny", {"special_embeddings": ("trainable", "frozen")},
-    overrides=SHORT, doc="Do <image> and <|endofchunk|> need trainable embeddings?", **VQA,
+    "special_embeddings", "shapes_tiny",
+    {"special_embeddings": ("trainable", "frozen", "input_only", "init_mean", "init_random",
+                            "init_copy", "lr_x10", "lr_x0.1")},
+    overrides=MANY_SHOTS, doc="Do <image> and <|endofchunk|> need trainable embeddings?", **RANK,
 )  # fmt: skip
 Study(
     "xattn_density", "shapes_tiny", {"xattn_every": (1, 2, 4)},
-    overrides=SHORT, doc="Cross-attention before every 1st, 2nd or 4th decoder layer.", **VQA,
+    overrides=SHORT, doc="Cross-attention before every 1st, 2nd or 4th decoder layer.", **RANK,
 )  # fmt: skip
 Study(
     "mmc4_threshold", "shapes_tiny", {"mmc4_threshold": (0.24, 0.28, 0.32)},
-    overrides=SHORT, doc="How strict the per-image similarity filter of MMC4 should be.", **VQA,
+    overrides=SHORT, doc="How strict the per-image similarity filter of MMC4 should be.", **RANK,
 )  # fmt: skip
 Study(
     "mixture", "shapes_tiny", {"mixture": ("2:1", "1:1", "1:2", "laion_only", "mmc4_only")},
-    overrides=SHORT, doc="How each step divides its samples between LAION and MMC4.", **VQA,
+    overrides=SHORT, doc="How each step divides its samples between LAION and MMC4.", **RANK,
+)  # fmt: skip
+Study(
+    "controls", "shapes_tiny", {"control": ("none", "noop", "laion_mismatched")},
+    objective="val/loss/laion", direction="minimize", seeds=(0, 1, 2), overrides=SHORT,
+    doc="A/A (no-op variant) and a planted effect (mismatched LAION captions).",
 )  # fmt: skip
 Study(
     "open_questions",
     "shapes_tiny",
     {
-        "special_embeddings": ("trainable", "frozen"),
+        "special_embeddings": ("trainable", "frozen", "input_only"),
         "xattn_every": (1, 2, 4),
         "mmc4_threshold": (0.24, 0.32),
-        "mixture": ("2:1", "1:1"),
+        "mixture": ("2:1", "1:1", "mmc4_only"),
     },
     design="one_at_a_time",
     overrides=SHORT,
-    **VQA,
+    **RANK,
     doc="All four questions: the baseline and each axis's variants with the others at baseline.",
 )

@@ -99,3 +99,25 @@ def test_study_effects_report_pooled_and_per_pair_intervals():
     assert a["diff_ci95_high"] == pytest.approx(1 + 4.302652729911275 / math.sqrt(3))
     base = effects.filter(pl.col("baseline")).to_dicts()[0]
     assert base["pooled_diff"] is None
+
+
+def test_values_at_a_matched_budget_by_hand():
+    from workbench.report.matched import at_budget, matched
+
+    curve = [(0.0, 1.0), (10.0, 0.5), (20.0, 0.3)]
+    assert at_budget(curve, 10.0) == 0.5
+    assert at_budget(curve, 15.0) == pytest.approx(0.4)  # halfway from 0.5 to 0.3
+    assert math.isnan(at_budget(curve, 25.0))
+    # run a spends 10 FLOPs a step, run b 5: at b's final budget (10) a is at its step 1
+    flops = {"a": [(1, 10.0), (2, 20.0)], "b": [(1, 5.0), (2, 10.0)]}
+    loss = {"a": [(0, 1.0), (1, 0.6), (2, 0.4)], "b": [(0, 1.0), (2, 0.7)]}
+
+    def history(run, key):
+        return flops[run] if key == "compute/flops_seen" else loss[run]
+
+    frame = pl.DataFrame({"run_id": ["a", "b"], "val/loss": [0.4, 0.7]})
+    values, budget = matched(frame, "val/loss", "flops", history)
+    assert budget == 10.0 and values["val/loss"].to_list() == pytest.approx([0.6, 0.7])
+    loss["a"] = [(2, 0.4)]  # evaluated only at its end (20 FLOPs): nothing at 10
+    values, _ = matched(frame, "val/loss", "flops", history)
+    assert values["val/loss"].to_list() == [None, pytest.approx(0.7)]

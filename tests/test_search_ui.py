@@ -194,7 +194,7 @@ LIST_STUDIES = textwrap.dedent(
     lines = listed.output.splitlines()
     assert "study:" in lines, listed.output
     line = next(x for x in lines if x.startswith("  xattn_density: "))
-    assert "xattn_every=1|2|4" in line and "eval/vqa/4shot" in line and "seeds 0,1" in line
+    assert "xattn_every=1|2|4" in line and "eval/vqa_rank/4shot" in line and "seeds 0,1" in line
     tasks = runner.invoke(app, ["list", "task"])
     assert tasks.exit_code == 0 and "  vqa" in tasks.output, tasks.output
     shown = runner.invoke(app, ["show", "shapes_tiny", "--ablate", "xattn_every=2"])

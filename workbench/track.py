@@ -287,4 +287,14 @@ def latest_artifact(uri: str, run_id: str, folder: str, prefix: str, dst: Path) 
     client = _client(uri)
     paths = [a.path for a in client.list_artifacts(run_id, folder)]
     names = sorted(p for p in paths if Path(p).name.startswith(prefix) and p.endswith(".parquet"))
-    return Path(client.download_artifacts(run_id, names[-1], str(dst))) if names else None
+    if not names:
+        return None
+    quiet = os.environ.get("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR")
+    os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = "false"  # no bar in the CLI's output
+    try:
+        return Path(client.download_artifacts(run_id, names[-1], str(dst)))
+    finally:
+        if quiet is None:
+            del os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"]
+        else:
+            os.environ["MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR"] = quiet

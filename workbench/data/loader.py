@@ -43,12 +43,21 @@ class StreamTracker:
     next_role: int = 0
     skipped: Counter[str] = field(default_factory=Counter)
     counts: Counter[str] = field(default_factory=Counter)
+    # what the MMC4 rows consumed held: documents by their text tokens and by their images
+    mmc4_tokens: Counter[int] = field(default_factory=Counter)
+    mmc4_images: Counter[int] = field(default_factory=Counter)
 
     def update(self, step: Step) -> None:
         self.workers[step.role] = step.state
         self.next_role = (step.role + 1) % self.num_workers
         self.skipped.update(step.skipped)
         self.counts.update(step.counts)
+        for part in step.parts:
+            batch = part.batch
+            rows = [i for i, source in enumerate(batch.source) if source == "mmc4"]
+            if rows:
+                self.mmc4_tokens.update(batch.attention_mask[rows].sum(dim=1).tolist())
+                self.mmc4_images.update(batch.image_mask[rows].sum(dim=1).tolist())
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +66,8 @@ class StreamTracker:
             "next_role": self.next_role,
             "skipped": dict(self.skipped),
             "counts": dict(self.counts),
+            "mmc4_tokens": {str(k): v for k, v in self.mmc4_tokens.items()},
+            "mmc4_images": {str(k): v for k, v in self.mmc4_images.items()},
         }
 
     @classmethod
@@ -67,6 +78,8 @@ class StreamTracker:
             next_role=int(state["next_role"]),
             skipped=Counter(state["skipped"]),
             counts=Counter(state["counts"]),
+            mmc4_tokens=Counter({int(k): v for k, v in state.get("mmc4_tokens", {}).items()}),
+            mmc4_images=Counter({int(k): v for k, v in state.get("mmc4_images", {}).items()}),
         )
 
 

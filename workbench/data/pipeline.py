@@ -13,6 +13,8 @@ from dataclasses import fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+
 from workbench.data.batch import TokenIds
 from workbench.data.loader import MixtureDataset, Step, StreamTracker, make_loader
 from workbench.data.sources import SOURCES
@@ -93,12 +95,27 @@ def build_steps(
 
 
 def data_metrics(stream: StreamTracker) -> dict[str, float]:
-    """``data/realised_mmc4_fraction`` of the samples read so far (once there are any) and the
-    records skipped, by reason, as ``data/skipped/<source>/<bad|dropped>/<reason>``."""
+    """``data/realised_mmc4_fraction`` of the samples read so far (once there are any), the
+    mean text tokens and images of the MMC4 documents trained on (``data/mmc4/tokens_mean``,
+    ``data/mmc4/images_mean``) and the records skipped, by reason, as
+    ``data/skipped/<source>/<bad|dropped>/<reason>``."""
     metrics: dict[str, float] = {}
     total = sum(stream.counts.get(name, 0) for name in SOURCES)
     if total:
         metrics["data/realised_mmc4_fraction"] = stream.counts.get("mmc4", 0) / total
+    docs = stream.mmc4_tokens.total()
+    if docs:
+        metrics["data/mmc4/tokens_mean"] = sum(k * v for k, v in stream.mmc4_tokens.items()) / docs
+        metrics["data/mmc4/images_mean"] = sum(k * v for k, v in stream.mmc4_images.items()) / docs
     for key, count in stream.skipped.items():
         metrics[f"data/skipped/{key}"] = float(count)
     return metrics
+
+
+def stream_table(stream: StreamTracker) -> pl.DataFrame:
+    """The distributions of the MMC4 documents trained on: rows (``kind`` tokens or images,
+    ``value``, ``count``)."""
+    rows = [("tokens", k, v) for k, v in sorted(stream.mmc4_tokens.items())]
+    rows += [("images", k, v) for k, v in sorted(stream.mmc4_images.items())]
+    schema = {"kind": pl.Utf8, "value": pl.Int64, "count": pl.Int64}
+    return pl.DataFrame(rows, schema=schema, orient="row")

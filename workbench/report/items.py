@@ -58,3 +58,46 @@ def study_items(uri: str, run_ids: list[str], metric: str) -> pl.DataFrame | Non
                 return None
             frames.append(items.with_columns(pl.lit(run_id).alias("run")))
     return pl.concat(frames)
+
+
+def weighted_quantile(values: list[int], counts: list[int], q: float) -> float:
+    """The smallest value at or below which a share ``q`` of the (value, count) mass lies."""
+    total = sum(counts)
+    running = 0
+    for value, count in sorted(zip(values, counts, strict=True)):
+        running += count
+        if running >= q * total:
+            return float(value)
+    return float("nan")
+
+
+def stream_section(uri: str, runs: pl.DataFrame, axes: list[str]) -> list[str]:
+    """Markdown: per configuration, the distributions of the MMC4 documents its runs trained on
+    (text tokens and images per document: mean, 10th, 50th and 90th percentiles over every
+    document of every seed), from each run's ``stream/stream_mmc4.parquet``."""
+    from workbench.report.tables import to_markdown
+    from workbench.track import latest_artifact
+
+    tables = []
+    with tempfile.TemporaryDirectory() as folder:
+        for row in runs.iter_rows(named=True):
+            local = latest_artifact(uri, row["run_id"], "stream", "stream_mmc4", Path(folder))
+            if local is not None:
+                tags = {a: row[a] for a in axes}
+                tables.append(
+                    pl.read_parquet(local).with_columns(**{a: pl.lit(v) for a, v in tags.items()})
+                )
+    if not tables:
+        return []
+    frame = pl.concat(tables).group_by([*axes, "kind", "value"]).agg(pl.col("count").sum())
+    out: list[dict[str, object]] = []
+    for (*cell, kind), group in frame.group_by([*axes, "kind"], maintain_order=True):
+        values, counts = group["value"].to_list(), group["count"].to_list()
+        mean = sum(v * c for v, c in zip(values, counts, strict=True)) / max(sum(counts), 1)
+        out.append({**dict(zip(axes, cell, strict=True)), "per document": kind, "mean": mean,
+                    **{f"p{int(q * 100)}": weighted_quantile(values, counts, q)
+                       for q in (0.1, 0.5, 0.9)}})  # fmt: skip
+    table = pl.DataFrame(out).sort([*axes, "per document"])
+    return ["## The MMC4 training stream per configuration\n",
+            "Text tokens and images of every MMC4 document the runs trained on (all seeds):\n",
+            to_markdown(table), ""]  # fmt: skip

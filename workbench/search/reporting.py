@@ -73,10 +73,11 @@ def report_study(
     parent run; the paths written, by kind. A study without finished runs fails as a
     :class:`~workbench.spec.SpecError` having written nothing."""
     from workbench.report.effects import study_effects
-    from workbench.report.items import study_items
+    from workbench.report.items import stream_section, study_items
+    from workbench.report.matched import matched_section
     from workbench.report.study import study_runs, write_study_report
     from workbench.report.variance import study_fit, variance_section
-    from workbench.track import default_uri, log_artifacts, log_metrics_to
+    from workbench.track import default_uri, log_artifacts, log_metrics_to, metric_history
 
     uri = tracking_uri or default_uri(home)
     optuna_study, parent = _ran(study, storage, home)
@@ -99,6 +100,9 @@ def report_study(
         variance = variance_section(fitted, study.objective)
     except ValueError as e:  # runs on different items, or no baseline run: say so
         variance = ["## Variance components and power\n", f"Not computed: {e}.\n"]
+    variance += matched_section(runs, study.objective, study.baseline(),
+                                lambda run, key: metric_history(uri, run, key))  # fmt: skip
+    variance += stream_section(uri, runs, [f"axis.{a}" for a in study.axes])
     paths = write_study_report(
         uri, study.name, study.objective, runs, effects, out, _search(optuna_study), variance
     )

@@ -26,7 +26,7 @@ from torch import nn
 from workbench import track
 from workbench.data.batch import IGNORE_INDEX
 from workbench.data.loader import Step, StreamTracker
-from workbench.data.pipeline import PART_NAMES, build_steps, data_metrics
+from workbench.data.pipeline import PART_NAMES, build_steps, data_metrics, stream_table
 from workbench.eval.group import Group
 from workbench.eval.run import Evaluator
 from workbench.model.features import FeatureCache, fingerprint
@@ -183,6 +183,9 @@ class _Run:
         )
         if parts.evaluator.due(step, self.spec.train.steps):
             values.update(_evaluate(parts, step))
+        if step == self.spec.train.steps and self.where.is_main:  # what the run trained on
+            stream_table(parts.stream).write_parquet(self.dir / "stream_mmc4.parquet")
+            parts.tracker.log_artifacts([self.dir / "stream_mmc4.parquet"], "stream")
         parts.history.append(values)
         parts.tracker.log_metrics({k: v for k, v in values.items() if k != "skipped"}, step)
         return values
