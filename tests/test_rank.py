@@ -46,7 +46,7 @@ def test_closed_answer_sets_are_the_canonical_answers_per_type():
     query = [item(("red",) * 3, "colour", id="1"), item(("two",) * 3, "count", "how", "2")]
     test = [item(("blue", "blue", "red"), "colour", id="3")]
     dataset = Dataset("v", "vqa", query, test, closed_set=True)
-    assert candidates_by_type(dataset) == {"colour": ("blue", "red"), "count": ("two",)}
+    assert candidates_by_type(dataset) == {"colour/q": ("blue", "red"), "count/q": ("two",)}
     # the query set's most frequent answer to "what" questions is "red": wrong on "blue"
     assert majority_baseline(dataset) == 0.0
 
@@ -64,8 +64,9 @@ def test_vqa_by_ranking_scores_every_item(tiny_lm_dirs, tiny_world):
     assert result.key == "eval/vqa_rank/2shot" and items.height == 6
     answers = candidates_by_type(ranked)
     for row in items.iter_rows(named=True):
-        assert row["prediction"] in answers[row["answer_type"]]
+        group = f"{row['answer_type']}/{' '.join(row['question'].lower().split()[:2])}"
+        assert row["prediction"] in answers[group]
         assert row["score"] == float(row["prediction"] == row["label"])
-        assert row["logp_right"] < 0 and row["candidates"] == len(answers[row["answer_type"]])
+        assert row["logp_right"] < 0 and row["candidates"] == len(answers[group])
     assert result.mean == pytest.approx(items["score"].mean())
     assert result.details["logp_right"] == pytest.approx(items["logp_right"].mean())

@@ -15,7 +15,7 @@ import torch
 
 from workbench.eval.group import Group
 from workbench.eval.prompts import postprocess, prompt
-from workbench.eval.rank import candidates_by_type, rank_answers
+from workbench.eval.rank import answer_group, candidates_by_type, rank_answers
 from workbench.eval.tasks import Dataset, Item, load_image
 
 
@@ -52,7 +52,7 @@ def predict(
                 for i in range(len(batch))]  # fmt: skip
     if dataset.closed_set:
         answers = candidates_by_type(dataset)
-        return [rank_answers(core, tokenizer, answers[it.answer_type], images[i : i + 1],
+        return [rank_answers(core, tokenizer, answers[answer_group(it)], images[i : i + 1],
                              mask[i : i + 1], texts[i])
                 for i, it in enumerate(batch)]  # fmt: skip
     side = tokenizer.padding_side

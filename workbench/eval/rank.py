@@ -25,13 +25,20 @@ def canonical_answer(item: Item) -> str:
     return Counter(item.answers).most_common(1)[0][0]
 
 
+def answer_group(item: Item) -> str:
+    """Which closed set answers ``item``: its answer type and the first two words of its
+    question ("number/how many", "other/what colour", "other/what shape", "yes/no/is there"),
+    so that a colour question ranks colours, not shapes."""
+    return "/".join([item.answer_type, " ".join(item.question.lower().split()[:2])])
+
+
 def candidates_by_type(dataset: Dataset) -> dict[str, tuple[str, ...]]:
-    """The closed answer set of each answer type: every canonical answer of that type in the
-    query and test sets, sorted (so that every run ranks the same candidates)."""
+    """The closed answer set of each :func:`answer_group`: every canonical answer of that group
+    in the query and test sets, sorted (so that every run ranks the same candidates)."""
     sets: dict[str, set[str]] = {}
     for item in [*dataset.query, *dataset.test]:
-        sets.setdefault(item.answer_type, set()).add(canonical_answer(item))
-    return {kind: tuple(sorted(answers)) for kind, answers in sets.items()}
+        sets.setdefault(answer_group(item), set()).add(canonical_answer(item))
+    return {group: tuple(sorted(answers)) for group, answers in sets.items()}
 
 
 def _cache_keyword(lm: Any) -> str:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from workbench.eval.metrics import accuracy, cider, cider_per_item, roc_auc, vqa_accuracy
-from workbench.eval.rank import canonical_answer
+from workbench.eval.rank import answer_group, canonical_answer
 from workbench.eval.tasks import Dataset, Item, fixed_subset
 
 
@@ -101,16 +101,18 @@ def _mean_by(items: list[dict[str, Any]], key: str) -> dict[str, float]:
 
 def majority_baseline(dataset: Dataset, subset: int | None = None, seed: int = 0) -> float:
     """The score of always giving the query set's most frequent answer (a floor to beat); for
-    VQA, the most frequent answer of the annotations' question type."""
+    VQA, the most frequent answer of the annotations' question type (of the question's closed
+    answer set, :func:`~workbench.eval.rank.answer_group`, for a ranked VQA task)."""
     test = fixed_subset(dataset, subset, seed)
     counts = Counter(it.answers[0] for it in dataset.query)
     top = counts.most_common(1)[0][0]
     if dataset.kind == "vqa":
+        group = answer_group if dataset.closed_set else (lambda it: it.question_type)
         by_type: dict[str, Counter[str]] = {}
         for it in dataset.query:
-            by_type.setdefault(it.question_type, Counter())[canonical_answer(it)] += 1
+            by_type.setdefault(group(it), Counter())[canonical_answer(it)] += 1
         guess = {k: c.most_common(1)[0][0] for k, c in by_type.items()}
-        guesses = [guess.get(it.question_type, top) for it in test]
+        guesses = [guess.get(group(it), top) for it in test]
         if dataset.closed_set:
             return accuracy(guesses, [canonical_answer(it) for it in test])
         values = [vqa_accuracy(g, it.answers) for g, it in zip(guesses, test, strict=True)]
