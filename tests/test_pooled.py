@@ -121,3 +121,24 @@ def test_values_at_a_matched_budget_by_hand():
     loss["a"] = [(2, 0.4)]  # evaluated only at its end (20 FLOPs): nothing at 10
     values, _ = matched(frame, "val/loss", "flops", history)
     assert values["val/loss"].to_list() == [None, pytest.approx(0.7)]
+
+
+def test_the_shots_series_by_hand(tmp_path):
+    from workbench.report.plots import plot_shots, shot_series
+
+    runs = pl.DataFrame({
+        "axis.special_embeddings": ["trainable", "trainable", "frozen", "frozen"],
+        "seed": [0, 1, 0, 1],
+        "eval/vqa_rank/0shot": [0.3, 0.5, 0.2, 0.2],
+        "eval/vqa_rank/4shot": [0.6, 0.8, 0.1, 0.3],
+        "eval/vqa/4shot": [0.0, 0.0, 0.0, 0.0],  # another task: not in the series
+    })  # fmt: skip
+    series = shot_series(runs, "vqa_rank", ["axis.special_embeddings"])
+    rows = {(r["config"], r["shots"]): r for r in series.iter_rows(named=True)}
+    assert set(rows) == {(f"special_embeddings={v}", k) for v in ("trainable", "frozen")
+                         for k in (0, 4)}  # fmt: skip
+    four = rows[("special_embeddings=trainable", 4)]
+    # 0.6 and 0.8: mean 0.7, sd 0.1414, t(0.975, 1) = 12.706 -> 0.7 +- 12.706 * 0.1
+    assert four["mean"] == pytest.approx(0.7) and four["seeds"] == 2
+    assert four["ci95_high"] == pytest.approx(0.7 + 12.706204736174707 * 0.1)
+    assert plot_shots(runs, "vqa_rank", ["axis.special_embeddings"], tmp_path / "s.png").exists()

@@ -12,7 +12,7 @@ import polars as pl
 
 from workbench.report.effects import axis_columns
 from workbench.report.html import to_html
-from workbench.report.plots import CURVE_METRIC, plot_effects, plot_learning_curves
+from workbench.report.plots import CURVE_METRIC, plot_effects, plot_learning_curves, plot_shots
 from workbench.report.tables import runs_frame, to_markdown
 
 
@@ -76,8 +76,12 @@ def _sections(
         to_markdown(effects),
         "\n![effects](effects.png)\n",
         *variance,
-        f"## Learning curves\n\nMean over seeds of `{CURVE_METRIC}` by step, band = min to max.\n",
+        f"## Learning curves\n\nMean over seeds of `{CURVE_METRIC}` by step, band = min to max; "
+        "then against the training FLOPs and the images the runs had seen (a cheaper or sparser "
+        "configuration is compared at equal cost there).\n",
         "![learning curves](learning_curves.png)\n",
+        "![by FLOPs](curves_flops.png) ![by images seen](curves_images.png)\n",
+        *_shots_section(metric),
         "## Cost per configuration\n",
         to_markdown(_cost(runs, _axes(effects))),
         "\n## Reruns that would narrow the uncertainty most\n",
@@ -85,6 +89,16 @@ def _sections(
         "the width with four times the runs):\n",
         to_markdown(_reruns(effects)),
     ]
+
+
+def _shots_section(metric: str) -> list[str]:
+    if not (metric.startswith("eval/") and metric.count("/") == 2):
+        return []
+    task = metric.split("/")[1]
+    text = (f"## By shots\n\n`eval/{task}` of each configuration against the number of "
+            "in-context examples (mean over seeds, Student-t 95% interval): where trainable and "
+            "frozen special embeddings part with more shots.\n")  # fmt: skip
+    return [text, "![by shots](shots.png)\n"]
 
 
 @dataclass(frozen=True)
@@ -148,10 +162,18 @@ def write_study_report(
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    axes = _axes(effects)
     plots = {
         "effects": plot_effects(effects, metric, out / "effects.png"),
-        "curves": plot_learning_curves(uri, runs, _axes(effects), out / "learning_curves.png"),
-    }
+        "curves": plot_learning_curves(uri, runs, axes, out / "learning_curves.png"),
+        "curves_flops": plot_learning_curves(uri, runs, axes, out / "curves_flops.png",
+                                             "compute/flops_seen"),
+        "curves_images": plot_learning_curves(uri, runs, axes, out / "curves_images.png",
+                                              "compute/images_seen"),
+    }  # fmt: skip
+    if metric.startswith("eval/") and metric.count("/") == 2:
+        task = metric.split("/")[1]
+        plots["shots"] = plot_shots(runs, task, axes, out / "shots.png")
     sections = _sections(study, metric, runs, effects, variance)
     sections += _search_sections(search or SearchTables())
     markdown = "\n".join(sections) + "\n"
