@@ -39,6 +39,15 @@ Study(
     overrides=SHORT, doc="Cross-attention before every 1st, 2nd or 4th decoder layer.", **RANK,
 )  # fmt: skip
 Study(
+    "xattn_scale", "shapes_tiny", {"scale": ("tiny", "small"), "xattn_every": (1, 2)},
+    overrides=SHORT, doc="Does the best cross-attention interval change with the model's scale?",
+    **RANK,
+)  # fmt: skip
+Study(
+    "xattn_density_small", "shapes_small", {"xattn_every": (1, 2, 3, 6)},
+    overrides=SHORT, doc="Cross-attention intervals of the 6-layer small LM (3 included).", **RANK,
+)  # fmt: skip
+Study(
     "mmc4_threshold", "shapes_tiny", {"mmc4_threshold": (0.24, 0.28, 0.32)},
     overrides=SHORT, doc="How strict the per-image similarity filter of MMC4 should be.", **RANK,
 )  # fmt: skip

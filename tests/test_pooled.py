@@ -142,3 +142,32 @@ def test_the_shots_series_by_hand(tmp_path):
     assert four["mean"] == pytest.approx(0.7) and four["seeds"] == 2
     assert four["ci95_high"] == pytest.approx(0.7 + 12.706204736174707 * 0.1)
     assert plot_shots(runs, "vqa_rank", ["axis.special_embeddings"], tmp_path / "s.png").exists()
+
+
+def test_a_contrast_between_two_variants_by_hand():
+    from workbench.report.pooled import contrast
+
+    fitted = fit(runs({"base": [1, 2, 3], "a": [2, 4, 3], "b": [0, 1, 5]}), "y", "base")
+    # a - b: 1 - 0; variance 2 sigma2/S + 2 sigma2/S - 2 cov, cov(a, b) = sigma2/S (the shared
+    # baseline), so 2 sigma2 / S = 11/9, as for one comparison with the baseline
+    estimate, low, high = contrast(fitted, {"a": 1.0, "b": -1.0})
+    assert estimate == pytest.approx(1.0) and estimate - low == pytest.approx(high - estimate)
+    assert high - estimate == pytest.approx(T_975_DF4 * math.sqrt(11 / 9))
+    assert contrast(fitted, {"a": 1.0})[1] == pytest.approx(1 - T_975_DF4 * math.sqrt(11 / 9))
+    with pytest.raises(ValueError, match="no estimate"):
+        contrast(fitted, {"c": 1.0})
+
+
+def test_an_interaction_of_two_axes_by_hand():
+    from workbench.report.variance import interaction_section, study_fit
+
+    cells = {("1", "tiny"): [1, 2], ("2", "tiny"): [2, 3], ("1", "small"): [3, 4],
+             ("2", "small"): [6, 7.5]}  # fmt: skip
+    rows = [{"axis.xattn_every": x, "axis.scale": s, "seed": seed, "y": v}
+            for (x, s), values in cells.items() for seed, v in enumerate(values)]  # fmt: skip
+    frame = pl.DataFrame(rows)
+    baselines = {"xattn_every": "1", "scale": "tiny"}
+    fitted = study_fit(frame, "y", baselines)
+    text = "\n".join(interaction_section(frame, "y", baselines, fitted))
+    # cell means 1.5, 2.5, 3.5, 6.75: (6.75 - 3.5) - (2.5 - 1.5) = 2.25
+    assert "scale x xattn_every" in text and "small x 2" in text and "2.2500" in text

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import polars as pl
@@ -51,6 +51,9 @@ class PooledFit:
     seeds: int
     sigma2_item: float = math.nan  # item x run residual variance (per item)
     n_items: int = 0
+    # each non-baseline configuration's estimated effect and their covariance (for contrasts)
+    estimates: dict[str, float] = field(default_factory=dict)
+    covariance: dict[tuple[str, str], float] = field(default_factory=dict)
 
     @property
     def sigma2_seed(self) -> float:
@@ -109,7 +112,11 @@ def fit(runs: pl.DataFrame, value: str, baseline: str, confidence: float = 0.95)
         effects = effects.with_columns(
             pl.Series("p_holm", [adjusted.get(i, math.nan) for i in range(len(rows))])
         )
-    return PooledFit(effects, sigma2, df, len(configs), len(seeds))
+    estimates = {c: float(coef[k]) for k, c in enumerate(others, start=1)}
+    pairs_cov = {(a, b): float(covariance[i, j]) for i, a in enumerate(others, start=1)
+                 for j, b in enumerate(others, start=1)}  # fmt: skip
+    return PooledFit(effects, sigma2, df, len(configs), len(seeds), estimates=estimates,
+                     covariance=pairs_cov)  # fmt: skip
 
 
 def item_variance(items: pl.DataFrame, value: str) -> tuple[float, int]:
@@ -132,8 +139,30 @@ def item_variance(items: pl.DataFrame, value: str) -> tuple[float, int]:
 
 def with_items(fitted: PooledFit, items: pl.DataFrame, value: str) -> PooledFit:
     sigma2_item, n_items = item_variance(items, value)
-    return PooledFit(fitted.effects, fitted.sigma2, fitted.df, fitted.configs, fitted.seeds,
-                     sigma2_item, n_items)  # fmt: skip
+    return replace(fitted, sigma2_item=sigma2_item, n_items=n_items)
+
+
+def contrast(
+    fitted: PooledFit, weights: dict[str, float], confidence: float = 0.95
+) -> tuple[float, float, float]:
+    """(estimate, low, high) of sum_c w_c * effect_c, the baseline's effect being 0 (e.g. an
+    interaction: +1 for (a, b), -1 for (a, b0) and (a0, b), the baseline (a0, b0) dropping out),
+    with the pooled interval on the study's degrees of freedom.
+
+    Raises:
+        ValueError: a weighted configuration has no estimate.
+    """
+    known = {c: w for c, w in weights.items() if w}
+    missing = [c for c in known if c not in fitted.estimates]
+    if missing:
+        raise ValueError(f"no estimate for {missing}; configurations: {sorted(fitted.estimates)}")
+    estimate = sum(w * fitted.estimates[c] for c, w in known.items())
+    variance = sum(wa * wb * fitted.covariance[(a, b)]
+                   for a, wa in known.items() for b, wb in known.items())  # fmt: skip
+    if fitted.df < 1:
+        return estimate, math.nan, math.nan
+    half = float(stats.t.ppf(0.5 + confidence / 2, fitted.df)) * math.sqrt(max(variance, 0.0))
+    return estimate, estimate - half, estimate + half
 
 
 def power(effect: float, sigma2: float, seeds: int, configs: int = 2, alpha: float = 0.05) -> float:

@@ -49,3 +49,42 @@ def variance_section(fitted: PooledFit, metric: str) -> list[str]:
         "",
     ]
     return lines
+
+
+def interaction_section(
+    runs: pl.DataFrame, metric: str, baselines: Mapping[str, str], fitted: PooledFit
+) -> list[str]:
+    """Markdown: for a grid over two or more axes, each two-axis interaction
+    ``y(a, b) - y(a, b0) - y(a0, b) + y(a0, b0)`` (does the effect of one axis change with the
+    other, e.g. the best cross-attention interval with scale?) with its pooled interval."""
+    from itertools import combinations
+
+    from workbench.report.pooled import contrast
+
+    columns = {f"axis.{a}": str(v) for a, v in baselines.items()}
+    if len(columns) < 2:
+        return []
+
+    def label(cell: dict[str, str]) -> str:
+        return ",".join(f"{c.removeprefix('axis.')}={cell[c]}" for c in sorted(cell))
+
+    rows = []
+    for first, second in combinations(sorted(columns), 2):
+        for a in sorted(set(runs[first].cast(pl.Utf8).to_list()) - {columns[first]}):
+            for b in sorted(set(runs[second].cast(pl.Utf8).to_list()) - {columns[second]}):
+                weights = {label({**columns, first: a, second: b}): 1.0,
+                           label({**columns, first: a}): -1.0,
+                           label({**columns, second: b}): -1.0}  # fmt: skip
+                try:
+                    estimate, low, high = contrast(fitted, weights)
+                except ValueError:  # a cell that did not run (a one-at-a-time design)
+                    continue
+                pair = f"{first.removeprefix('axis.')} x {second.removeprefix('axis.')}"
+                rows.append({"axes": pair, "values": f"{a} x {b}", "interaction": estimate,
+                             "ci95_low": low, "ci95_high": high})  # fmt: skip
+    if not rows:
+        return []
+    return ["## Interactions\n",
+            f"Whether one axis's effect on `{metric}` changes with another: y(a, b) - y(a, b0) - "
+            "y(a0, b) + y(a0, b0), with the pooled 95% interval (0: no interaction).\n",
+            to_markdown(pl.DataFrame(rows)), ""]  # fmt: skip

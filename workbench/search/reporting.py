@@ -76,7 +76,7 @@ def report_study(
     from workbench.report.items import stream_section, study_items
     from workbench.report.matched import matched_section
     from workbench.report.study import study_runs, write_study_report
-    from workbench.report.variance import study_fit, variance_section
+    from workbench.report.variance import interaction_section, study_fit, variance_section
     from workbench.track import default_uri, log_artifacts, log_metrics_to, metric_history
 
     uri = tracking_uri or default_uri(home)
@@ -98,6 +98,7 @@ def report_study(
     try:
         fitted = study_fit(runs, study.objective, study.baseline(), items)
         variance = variance_section(fitted, study.objective)
+        variance += interaction_section(runs, study.objective, study.baseline(), fitted)
     except ValueError as e:  # runs on different items, or no baseline run: say so
         variance = ["## Variance components and power\n", f"Not computed: {e}.\n"]
     variance += matched_section(runs, study.objective, study.baseline(),
