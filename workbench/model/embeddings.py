@@ -97,9 +97,10 @@ def initial_rows(table: torch.Tensor, ids: torch.Tensor, init: str | None, seed:
     them (None), the mean of the other rows, random (normal, the other rows' per-dimension
     standard deviation around their mean), or a copy of row ``copy_of`` (the end-of-text token)."""
     rows = table.detach()[ids].clone()
-    others = torch.ones(table.shape[0], dtype=torch.bool)
-    others[ids] = False
-    vocabulary = table.detach()[others].float()
+    if init in ("mean", "random"):  # only then read the vocabulary (a meta-device LM has none)
+        others = torch.ones(table.shape[0], dtype=torch.bool)
+        others[ids] = False
+        vocabulary = table.detach()[others].float()
     if init == "mean":
         rows[:] = vocabulary.mean(dim=0).to(rows.dtype)
     elif init == "random":
