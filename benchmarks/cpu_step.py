@@ -213,6 +213,8 @@ def main() -> None:
         help="the workbench generates with transformers' static KV cache",
     )
     args = parser.parse_args()
+    if args.bf16 and args.static_cache:
+        parser.error("--static-cache cannot run under --bf16 (Flamingo.generate refuses it)")
     torch.set_num_threads(args.threads)
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()

@@ -230,14 +230,15 @@ def test_check_eval_spec_names_each_mistake(tiny_world, tmp_path):
     check_eval_spec(good)
     cases = [
         (EvalSpec(every=-1), "eval.every must be >= 0"),
-        (replace(good, tasks=()), r"eval.every > 0 needs eval.tasks and eval.data"),
-        (replace(good, data=""), r"eval.every > 0 needs eval.tasks and eval.data"),
+        (replace(good, tasks=()), r"eval.every > 0 needs eval.tasks \(with eval.data\) or eval"),
+        (replace(good, data=""), r"eval.tasks need eval.data \(an eval directory\)"),
         (replace(good, tasks=("vqa", "nope")), r"eval.tasks: unknown \['nope'\]; valid: \["),
         (replace(good, data=str(tmp_path / "missing")), "eval.data: .*missing is not a directory"),
     ]
     for spec, message in cases:
         with pytest.raises(SpecError, match=message):
             check_eval_spec(spec)
+    check_eval_spec(replace(good, tasks=(), data="", validation=tiny_world["validation"]))
 
 
 def test_the_evaluator_is_due_every_few_steps_and_at_the_end(tiny_model, tiny_world):

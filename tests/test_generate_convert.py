@@ -39,6 +39,8 @@ def test_generation_uses_the_kv_cache_and_encodes_images_once(tiny_lm_dirs):
         x, None, input_ids, max_new_tokens=8, min_new_tokens=8, cache_implementation="static"
     )
     assert static.tolist() == cached.tolist()
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(ValueError, match="autocast"):
+        model.generate(x, None, input_ids, max_new_tokens=2, cache_implementation="static")
 
 
 def test_generation_stops_at_end_of_chunk(tiny_lm_dirs):

@@ -9,7 +9,15 @@ import polars as pl
 import pytest
 
 from workbench.report.effects import paired_p, study_effects
-from workbench.report.pooled import fit, item_variance, power, power_table, seeds_needed
+from workbench.report.pooled import (
+    PooledFit,
+    fit,
+    item_variance,
+    items_needed,
+    power,
+    power_table,
+    seeds_needed,
+)
 
 T_975_DF4 = 2.7764451051977987  # Student-t 97.5% quantile, 4 degrees of freedom (tables)
 
@@ -73,6 +81,28 @@ def test_item_variance_by_the_run_plus_item_decomposition():
     assert item_variance(items, "y") == (pytest.approx(1 / 6), 3)
     with pytest.raises(ValueError, match="same items"):
         item_variance(items.filter(~((pl.col("run") == "r1") & (pl.col("item") == "i2"))), "y")
+
+
+def test_items_needed_for_item_noise_a_fifth_of_seed_noise_by_hand():
+    # sigma2 = 0.002 per run, of which items give 0.2 / 200 = 0.001: seeds 0.001; a fifth of
+    # it (0.0002) takes 0.2 / 0.0002 = 1000 items
+    fitted = PooledFit(pl.DataFrame(), 0.002, 4, 3, 3, sigma2_item=0.2, n_items=200)
+    assert fitted.sigma2_seed == pytest.approx(0.001)
+    assert items_needed(fitted) == 1000 and items_needed(fitted, share=1.0) == 200
+    assert items_needed(PooledFit(pl.DataFrame(), 0.002, 4, 3, 3)) is None  # no item part
+    assert items_needed(PooledFit(pl.DataFrame(), 0.0005, 4, 3, 3, 0.2, 200)) is None  # no seeds
+
+
+def test_the_variance_section_states_the_components_items_and_power():
+    from workbench.report.variance import variance_section
+
+    fitted = PooledFit(pl.DataFrame(), 0.002, 4, 3, 3, sigma2_item=0.2, n_items=200)
+    text = "\n".join(variance_section(fitted, "eval/vqa_rank/4shot"))
+    assert "residual variance per run of 0.002 on 4 degrees of freedom" in text
+    assert "sigma2_item / n_items = 0.001" in text and "on fixed items) 0.001." in text
+    assert "from 1000 items on" in text and "this study used 200" in text
+    # 0.05 at sigma2 0.002 over 3 configurations: the power table's row, from seeds_needed
+    assert f"| 0.0500 | {seeds_needed(0.05, 0.002, 3)} |" in text
 
 
 def test_seeds_needed_match_the_paired_t_test_tables():

@@ -59,6 +59,7 @@ def test_switching_a_component_starts_from_its_defaults():
         ({"model.special_embeddings": "learned"}, r"valid: \['frozen', 'trainable'\]"),
         ({"train.steps": "many"}, "expected int"),
         ({"nothing": 1}, "Valid keys here: data.laion"),
+        ({"seed": 1}, r"unknown key 'seed'. Did you mean train.seed\?"),  # the whole key
     ],
 )
 def test_bad_overrides_name_what_is_valid(changes, message):

@@ -159,7 +159,7 @@ def test_bf16_autocast_runs_on_cpu(tiny_world, tiny_lm_dirs, tmp_path):
     [
         ({"model.lm": ""}, "model.lm is required"),
         ({"data.laion_shards": ""}, "set data.laion_shards"),
-        ({"eval.every": 5}, "needs eval.tasks and eval.data"),
+        ({"eval.every": 5}, r"needs eval.tasks \(with eval.data\) or eval.validation"),
         ({"eval.every": 5, "eval.tasks": "vqa", "eval.data": "/nowhere"}, "not a directory"),
         ({"eval.every": 5, "eval.tasks": "vqq", "eval.data": "/"}, "unknown \\['vqq'\\]"),
         ({"train.keep_checkpoints": 0}, "keep_checkpoints"),

@@ -66,3 +66,13 @@ def test_a_run_logs_validation_loss_and_its_items(tiny_world, tiny_lm_dirs, tmp_
     assert [f.name for f in files][-1] == "validation_step00000004.parquet"
     items = pl.read_parquet(files[-1])
     assert items.height == 24 + items.filter(pl.col("source") == "mmc4").height
+
+
+def test_a_run_can_evaluate_on_the_validation_sets_alone(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 2, "train.checkpoint_every": 0, "eval.every": 2, "eval.tasks": (),
+        "eval.validation": tiny_world["validation"]})  # fmt: skip
+    result = train(spec, home=tmp_path, show_progress=False, track=False)
+    logged = [h for h in result.history if "val/loss/laion" in h]
+    assert len(logged) == 1 and not any(k.startswith("eval/") for k in logged[0])
+    assert (result.run_dir / "eval" / "validation_step00000002.parquet").exists()

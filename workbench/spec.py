@@ -222,9 +222,9 @@ def _set(node: Any, path: list[str], value: Any, key: str) -> Any:
 
 def _unknown(key: str, node: Any) -> SpecError:
     valid = _keys(node)
-    close = difflib.get_close_matches(
-        key.rsplit(".", 1)[-1], [k.rsplit(".", 1)[-1] for k in valid], 3
-    )
+    last = [k.rsplit(".", 1)[-1] for k in valid]  # suggest whole keys: seed -> train.seed
+    leaves = set(difflib.get_close_matches(key.rsplit(".", 1)[-1], last, 3))
+    close = [k for k, leaf in zip(valid, last, strict=True) if leaf in leaves][:3]
     hint = f" Did you mean {', '.join(close)}?" if close else ""
     return SpecError(f"unknown key {key!r}.{hint} Valid keys here: {', '.join(valid)}")
 

@@ -23,17 +23,20 @@ DEMOS = ("random", "rices")
 
 def check_eval_spec(spec: EvalSpec) -> None:
     """Raises :class:`~workbench.spec.SpecError` unless ``spec`` can run (before any model is
-    built): periodic evaluation needs known tasks and an existing evaluation directory."""
+    built): periodic evaluation needs known tasks in an existing evaluation directory, or
+    validation sets, or both."""
     if spec.every < 0:
         raise SpecError("eval.every must be >= 0")
     if not spec.every:
         return
-    if not spec.tasks or not spec.data:
-        raise SpecError("eval.every > 0 needs eval.tasks and eval.data (an eval directory)")
+    if not spec.tasks and not spec.validation:
+        raise SpecError("eval.every > 0 needs eval.tasks (with eval.data) or eval.validation")
+    if spec.tasks and not spec.data:
+        raise SpecError("eval.tasks need eval.data (an eval directory)")
     unknown = [t for t in spec.tasks if t not in TASKS]
     if unknown:
         raise SpecError(f"eval.tasks: unknown {unknown}; valid: {TASKS.names()}")
-    if not Path(spec.data).is_dir():
+    if spec.tasks and not Path(spec.data).is_dir():
         raise SpecError(f"eval.data: {spec.data} is not a directory")
     if spec.validation:
         validation_shards(Path(spec.validation))  # raises SpecError when it holds none
@@ -102,7 +105,8 @@ class Evaluator:
             device = next(p for p in self.model.parameters()).device
             losses, items = validation_loss(self.model, self.validation, device)
             metrics.update(losses)
-            if folder is not None:
+            if folder is not None:  # (made here too when no task wrote into it)
+                folder.mkdir(parents=True, exist_ok=True)
                 suffix = "" if step is None else f"_step{step:08d}"
                 items.write_parquet(folder / f"validation{suffix}.parquet")
                 self.item_files.append(folder / f"validation{suffix}.parquet")

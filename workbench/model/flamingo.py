@@ -219,6 +219,10 @@ class Flamingo(nn.Module):
         Returns:
             (B, L + new) token ids: the prompt followed by the generated tokens.
         """
+        if kwargs.get("cache_implementation") == "static" and torch.is_autocast_enabled(
+            input_ids.device.type
+        ):  # RoPE leaves keys fp32 and values bf16; a static cache holds one dtype
+            raise ValueError("a static KV cache cannot generate under autocast: use the default")
         media = self.encode_images(images, image_mask, input_ids)
         kwargs.setdefault("eos_token_id", self.config.eoc_token_id)
         kwargs.setdefault("pad_token_id", self.config.pad_token_id)

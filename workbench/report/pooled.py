@@ -194,3 +194,12 @@ def power_table(fitted: PooledFit, effects: Sequence[float] = (0.01, 0.02, 0.05)
     needed = [seeds_needed(e, fitted.sigma2, max(fitted.configs, 2)) for e in effects]
     return pl.DataFrame({"effect": list(effects), "seeds_80pct_power": needed},
                         schema_overrides={"seeds_80pct_power": pl.Int64})  # fmt: skip
+
+
+def items_needed(fitted: PooledFit, share: float = 0.2) -> int | None:
+    """The fewest evaluation items at which the item part of a run's variance
+    (``sigma2_item / n``) is at most ``share`` of its seed part; None without both parts."""
+    seed = fitted.sigma2_seed
+    if math.isnan(seed) or math.isnan(fitted.sigma2_item) or not seed > 0:
+        return None
+    return math.ceil(fitted.sigma2_item / (share * seed))

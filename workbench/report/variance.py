@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import polars as pl
 
 from workbench.report.effects import configurations
-from workbench.report.pooled import PooledFit, fit, power_table, with_items
+from workbench.report.pooled import PooledFit, fit, items_needed, power_table, with_items
 from workbench.report.tables import to_markdown
 
 EFFECT_SIZES = (0.01, 0.02, 0.05)
@@ -42,6 +42,12 @@ def variance_section(fitted: PooledFit, metric: str) -> list[str]:
             f"run noise on fixed items) {fitted.sigma2_seed:.4g}. More items shrink only the "
             "first part; more seeds shrink both."
         )
+        needed = items_needed(fitted)
+        if needed is not None:
+            lines.append(
+                f"Item noise is at most a fifth of seed noise from {needed} items on "
+                f"(sigma2_item / (0.2 sigma2_seed)); this study used {fitted.n_items}."
+            )
     lines += [
         "\nSeeds per configuration needed to detect each difference at 80% power (two-sided "
         "5%, the noncentral t distribution at this residual variance):\n",
