@@ -67,6 +67,48 @@ def test_bad_overrides_name_what_is_valid(changes, message):
         RunSpec().override(changes)
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"train.lr": "nan"}, "train.lr: must be a finite number, got 'nan'"),
+        ({"train.lr": "inf"}, "train.lr: must be a finite number"),
+        ({"train.lr": "-1"}, r"train.lr: must be > 0, got -1.0"),
+        ({"train.lr": 0}, r"train.lr: must be > 0"),
+        ({"train.clip_norm": "nan"}, "train.clip_norm: must be a finite number"),
+        ({"train.clip_norm": -1.0}, r"train.clip_norm: must be >= 0 \(0: no clipping\)"),
+        ({"train.steps": 0}, "train.steps: must be >= 1, got 0"),
+        ({"train.log_every": 0}, "train.log_every: must be >= 1"),
+        ({"train.checkpoint_every": -5}, r"train.checkpoint_every: must be >= 0 \(0: never\)"),
+        ({"data.workers": -1}, "data.workers: must be >= 0, got -1"),
+        ({"data.laion.hflip_prob": 1.5}, r"data.laion.hflip_prob: a probability must be in \["),
+        ({"data.mmc4.min_images": 7}, r"data.mmc4.min_images \(7\) exceeds data.mmc4.max_images"),
+        ({"eval.shots": "0,-4"}, "eval.shots: shot counts must be >= 0"),
+        ({"data.mixture.laion_batch_size": -2}, "data.mixture.laion_batch_size: must be >= 0"),
+        ({"train.schedule.warmup_steps": -1}, "train.schedule.warmup_steps: must be >= 0"),
+        ({"data.mmc4_filter.threshold": "nan"}, "data.mmc4_filter.threshold: must be a finite"),
+        ({"model.xattn_every": 0}, "xattn_every must be a positive integer, got 0"),
+    ],
+)
+def test_values_out_of_range_are_rejected_at_override_time(changes, message):
+    with pytest.raises(SpecError, match=message):
+        RunSpec().override(changes)
+    assert RunSpec().override({"train.clip_norm": 0}).train.clip_norm == 0.0  # off is allowed
+
+
+def test_clip_norm_zero_leaves_gradients_as_they_are():
+    import torch
+
+    from workbench.train.dist import clip_grad_norm
+
+    grad = torch.tensor([3.0, 4.0])
+    param = torch.nn.Parameter(torch.zeros(2))
+    param.grad = grad.clone()
+    assert clip_grad_norm([param], 0.0) == pytest.approx(5.0)
+    assert torch.equal(param.grad, grad)  # not scaled
+    assert clip_grad_norm([param], 1.0) == pytest.approx(5.0)
+    assert param.grad.norm().item() == pytest.approx(1.0, rel=1e-5)
+
+
 def test_canonical_json_round_trips_and_config_id_ignores_the_seed():
     spec = RunSpec(name="demo").override(
         {"data.mixture": "sampled", "data.mixture.mmc4_probability": 0.25, "eval.shots": (0, 8)}

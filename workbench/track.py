@@ -12,6 +12,7 @@ standard tags).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -21,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+from filelock import FileLock
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
@@ -55,12 +57,30 @@ def prepare(uri: str, experiment: str, home: Path) -> str:
     """
     try:
         client = _client(uri)
-        found = client.get_experiment_by_name(experiment)
+        with _store_lock(uri):
+            return _prepare(client, experiment, home)
+    except TrackingError:
+        raise
     except Exception as err:  # connection refused, bad URI, unreadable database
         raise TrackingError(
             f"cannot use the MLflow tracking store {uri}: {str(err).splitlines()[0][:200]}. "
             "Start the server, fix --tracking-uri, or leave it out for the local SQLite store"
         ) from None
+
+
+def _store_lock(uri: str) -> Any:
+    """A lock held while a process creates a local SQLite store's schema or an experiment:
+    MLflow's schema migration fails when two processes run it at once on a new database. Other
+    stores (a server, PostgreSQL) serialise creation themselves."""
+    if not uri.startswith("sqlite:///"):
+        return contextlib.nullcontext()
+    database = Path(uri.removeprefix("sqlite:///"))
+    database.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(database) + ".lock", timeout=300)
+
+
+def _prepare(client: MlflowClient, experiment: str, home: Path) -> str:
+    found = client.get_experiment_by_name(experiment)
     if found is None:
         location = (Path(home).resolve() / "artifacts" / experiment).as_uri()
         try:
@@ -78,12 +98,14 @@ def prepare(uri: str, experiment: str, home: Path) -> str:
 def _client(uri: str) -> MlflowClient:
     """A client of ``uri``; a new SQLite store gets its "Default" experiment's artifacts beside
     the database (MLflow would put them in ``./mlruns`` of the working directory)."""
-    if uri.startswith("sqlite:///") and not Path(uri.removeprefix("sqlite:///")).exists():
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
-
+    if uri.startswith("sqlite:///"):
         database = Path(uri.removeprefix("sqlite:///"))
-        database.parent.mkdir(parents=True, exist_ok=True)
-        SqlAlchemyStore(uri, (database.parent.resolve() / "artifacts").as_uri()).engine.dispose()
+        with _store_lock(uri):  # the first process creates the schema; the others wait for it
+            if not database.exists():
+                from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+                artifacts = (database.parent.resolve() / "artifacts").as_uri()
+                SqlAlchemyStore(uri, artifacts).engine.dispose()
     return MlflowClient(uri)
 
 

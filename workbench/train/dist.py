@@ -132,8 +132,9 @@ def first_values(params: Sequence[torch.Tensor], where: Dist) -> list[float]:
 
 
 def clip_grad_norm(params: Sequence[torch.Tensor], max_norm: float) -> float:
-    """Clips the global gradient norm (over every shard); returns the norm before clipping."""
-    norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+    """Clips the global gradient norm (over every shard) to ``max_norm`` (0: no clipping);
+    returns the norm before clipping."""
+    norm = torch.nn.utils.clip_grad_norm_(params, max_norm if max_norm > 0 else float("inf"))
     if isinstance(norm, DTensor):
         norm = norm.full_tensor()
     return float(norm)
