@@ -171,6 +171,30 @@ def test_bad_specs_fail_before_training(tiny_world, tiny_lm_dirs, tmp_path, chan
         train(spec, home=tmp_path, track=False, show_progress=False)
 
 
+@pytest.mark.parametrize("at_step", [0, 2])
+def test_a_run_that_ends_in_an_error_is_marked_failed(
+    tiny_world, tiny_lm_dirs, tmp_path, monkeypatch, at_step
+):
+    """Whatever raises once the MLflow run exists (here the evaluation before the first step,
+    or at step 2) marks the run FAILED, never leaves it RUNNING."""
+    import workbench.train.loop as loop
+
+    def broken(parts, step):
+        if step == at_step:
+            raise RuntimeError("evaluation broke")
+        return {}
+
+    monkeypatch.setattr(loop, "_evaluate", broken)
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 3, "train.checkpoint_every": 0, "eval.every": 2,
+        "eval.validation": tiny_world["validation"]})  # fmt: skip
+    with pytest.raises(RuntimeError, match="evaluation broke"):
+        train(spec, home=tmp_path, show_progress=False)
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "FAILED"
+
+
 def _run_in_subprocess(spec: RunSpec, home: Path, *args: str) -> subprocess.Popen:
     spec_file = home / f"spec-{time.monotonic_ns()}.json"
     home.mkdir(parents=True, exist_ok=True)

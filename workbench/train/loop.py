@@ -10,6 +10,7 @@ a part's loss is its token-summed cross-entropy over the labelled tokens of the 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import math
@@ -96,6 +97,23 @@ class _Run:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "spec.json").write_text(self.spec.to_json())
         parts, start_step = self._set_up(latest)
+        try:
+            result = self._train(parts, start_step, latest)
+        except Stopped:  # a search pruned the trial
+            with contextlib.suppress(Exception):  # the error that ended the run is the news
+                parts.tracker.finish("KILLED")
+            raise
+        except BaseException:  # any error, Ctrl-C included: never left RUNNING
+            with contextlib.suppress(Exception):
+                parts.tracker.finish("FAILED")
+            raise
+        parts.tracker.finish("FINISHED")
+        if self.where.is_main:
+            (self.dir / "result.json").write_text(result.to_json())
+            print(metrics.summary(self.spec, result), flush=True)
+        return result
+
+    def _train(self, parts: _Parts, start_step: int, latest: Path | None) -> RunResult:
         if start_step == 0 and parts.evaluator.enabled:
             parts.tracker.log_metrics(_evaluate(parts, 0), 0)
         started = time.perf_counter()
@@ -106,10 +124,6 @@ class _Run:
                            {}, saved, parts.core)  # fmt: skip
         result.final = metrics.final_metrics(parts.history, time.perf_counter() - started)
         parts.tracker.log_metrics(result.final, self.spec.train.steps)
-        parts.tracker.finish("FINISHED")
-        if self.where.is_main:
-            (self.dir / "result.json").write_text(result.to_json())
-            print(metrics.summary(self.spec, result), flush=True)
         return result
 
     def _set_up(self, latest: Path | None) -> tuple[_Parts, int]:
@@ -127,16 +141,16 @@ class _Run:
         resumed = StreamTracker.from_state_dict(state["stream"]) if state["stream"] else None
         stream = resumed or StreamTracker(max(spec.data.workers, 1))
         steps = build_steps(spec.data, tokenizer, processor, seed=spec.train.seed, resume=resumed)
-        tracker = (
-            open_tracker(spec, self.home, self.options, state["run_id"], latest)
-            if where.is_main
-            else track.NullTracker()
-        )
         group = Group(where.rank, where.world_size,
                       functools.partial(dist.gather_objects, where=where),
                       synced=where.strategy == "fsdp" and where.world_size > 1)  # fmt: skip
         evaluator = Evaluator(spec.eval, model, tokenizer, processor, group, self.dir / "eval",
                               spec.data)  # fmt: skip
+        tracker = (  # last: whatever fails after it marks the run FAILED (train)
+            open_tracker(spec, self.home, self.options, state["run_id"], latest)
+            if where.is_main
+            else track.NullTracker()
+        )
         trainable = [p for p in model.parameters() if p.requires_grad]
         parts = _Parts(model, core, optimizer, trainable, steps, stream, tracker, evaluator,
                        state["history"], FlopCounter.of(core))  # fmt: skip
@@ -147,7 +161,7 @@ class _Run:
         spec = self.spec
         progress = metrics.Progress(spec.train.steps, start,
                                     self.options.show_progress and self.where.is_main)  # fmt: skip
-        saved, status = latest, "FAILED"
+        saved = latest
         try:
             for step in range(start + 1, spec.train.steps + 1):
                 values = self._logged_step(parts, step)
@@ -158,14 +172,8 @@ class _Run:
                 every = spec.train.checkpoint_every
                 if (every and step % every == 0) or step == spec.train.steps:
                     saved = self._save(parts, step)
-            status = "FINISHED"
-        except Stopped:
-            status = "KILLED"
-            raise
         finally:
             progress.close()
-            if status != "FINISHED":
-                parts.tracker.finish(status)
         return saved
 
     def _logged_step(self, parts: _Parts, step: int) -> dict[str, float]:
