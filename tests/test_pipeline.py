@@ -87,8 +87,25 @@ def test_check_data_finds_shards_that_do_not_exist(world, tmp_path):
     with pytest.raises(SpecError) as error:
         check_data(data)
     assert str(error.value) == (
-        f"data.mmc4_shards: 3 shards do not exist, e.g. {tmp_path / 'mmc4-000000.tar'}"
+        f"data.mmc4_shards: 3 of 3 shards do not exist, e.g. {tmp_path / 'mmc4-000000.tar'}"
     )
+
+
+def test_check_data_refuses_every_kind_of_bad_shard_pattern_in_one_line(world, tmp_path):
+    (tmp_path / "notes.tar").write_text("not a tar archive")
+    cases = {
+        str(tmp_path): f"data.mmc4_shards: {tmp_path} is a directory; give its .tar shards as "
+        f"a brace pattern, e.g. {tmp_path}/{{000000..000009}}.tar",
+        str(tmp_path / "notes.tar"): f"data.mmc4_shards: {tmp_path / 'notes.tar'} is not a tar "
+        "archive (webdataset shards are tars)",
+        str(tmp_path / "*.tar"): "data.mmc4_shards: 1 of 1 shards do not exist (a brace pattern, "
+        f"not a glob), e.g. {tmp_path / '*.tar'}",
+        "": "mixture 'paired' reads ['mmc4']: set data.mmc4_shards (brace patterns)",
+    }
+    for pattern, message in cases.items():
+        with pytest.raises(SpecError) as error:
+            check_data(data_with(laion_shards=world["laion"], mmc4_shards=pattern))
+        assert str(error.value) == message
 
 
 def test_check_data_needs_a_row_per_process(world):

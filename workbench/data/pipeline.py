@@ -8,6 +8,7 @@ the sources themselves are the table :data:`~workbench.data.sources.SOURCES`.
 
 from __future__ import annotations
 
+import tarfile
 from collections.abc import Iterator
 from dataclasses import fields, is_dataclass
 from pathlib import Path
@@ -37,12 +38,33 @@ def check_data(data: DataSpec, world_size: int = 1) -> None:
         raise SpecError(f"mixture {mixture.name!r} reads {missing}: set {keys} (brace patterns)")
     for name in mixture.options.sources:
         kind = SOURCES[name]
-        absent = [p for p in expand_shards(kind.shards(data)) if not Path(p).exists()]
-        if absent:
-            raise SpecError(
-                f"data.{kind.shards_field}: {len(absent)} shards do not exist, e.g. {absent[0]}"
-            )
+        check_shards(f"data.{kind.shards_field}", kind.shards(data))
     _check_batch_sizes(mixture.options, world_size)
+
+
+#: Shards whose tar header is read before a run (the rest are checked as they are read).
+_HEADERS_CHECKED = 1000
+
+
+def check_shards(key: str, pattern: str) -> None:
+    """Raises :class:`SpecError` naming ``key`` when a shard of ``pattern`` does not exist, is a
+    directory or is not a tar archive."""
+    paths = expand_shards(pattern)
+    absent = [p for p in paths if not Path(p).exists()]
+    if absent:
+        glob = " (a brace pattern, not a glob)" if any(c in pattern for c in "*?[") else ""
+        raise SpecError(
+            f"{key}: {len(absent)} of {len(paths)} shards do not exist{glob}, e.g. {absent[0]}"
+        )
+    folders = [p for p in paths if Path(p).is_dir()]
+    if folders:
+        raise SpecError(
+            f"{key}: {folders[0]} is a directory; give its .tar shards as a brace pattern, e.g. "
+            f"{folders[0].rstrip('/')}/{{000000..000009}}.tar"
+        )
+    not_tar = [p for p in paths[:_HEADERS_CHECKED] if not tarfile.is_tarfile(p)]
+    if not_tar:
+        raise SpecError(f"{key}: {not_tar[0]} is not a tar archive (webdataset shards are tars)")
 
 
 def _check_batch_sizes(mixture: Any, world_size: int) -> None:
