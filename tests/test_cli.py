@@ -201,3 +201,26 @@ def test_ui_serves_the_workbench_database(home):
     finally:
         server.terminate()
         server.wait(10)
+
+
+def test_experiments_are_loaded_from_the_project_pointed_to_only(tmp_path, monkeypatch):
+    """Experiment and ablation files are code that runs: a bare working directory's are never
+    loaded; ``--project DIR`` (or a pyproject.toml at or above the working directory) is."""
+    monkeypatch.setenv("WB_PROJECT", "")  # removed again after the test
+    cwd = tmp_path / "downloads"
+    (cwd / "experiments").mkdir(parents=True)
+    marker = tmp_path / "ran"
+    (cwd / "experiments" / "stray.py").write_text(
+        f"from pathlib import Path\nPath({str(marker)!r}).touch()\n\n\ndef spec():\n    pass\n"
+    )
+    monkeypatch.chdir(cwd)
+    assert "stray" not in runner.invoke(app, ["list", "experiment"]).output
+    assert runner.invoke(app, ["show", "stray"]).exit_code == 2 and not marker.exists()
+    assert "stray" in runner.invoke(app, ["--project", str(cwd), "list", "experiment"]).output
+    monkeypatch.setenv("WB_PROJECT", "")
+    (cwd / "pyproject.toml").write_text("[project]\nname = 'mine'\n")
+    assert "stray" in runner.invoke(app, ["list", "experiment"]).output
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["--project", str(tmp_path / "none"), "list", "experiment"])
+    assert result.exit_code == 2
+    assert result.output.startswith(f"error: --project: {tmp_path / 'none'} is not a directory")

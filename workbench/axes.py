@@ -19,14 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from workbench.project import project_folders
 from workbench.registry import Registry
 from workbench.spec import RunSpec, SpecError
 
 Variant = Callable[[RunSpec], RunSpec]
 
 AXES: Registry[Axis] = Registry("axis")
-
-BUILTIN = Path(__file__).resolve().parents[1] / "ablations"
 
 
 @dataclass
@@ -84,8 +83,9 @@ STUDIES_FILE = "studies.py"
 
 
 def ablation_directories(directory: str | Path | None = None) -> list[Path]:
-    """``directory``, else the working directory's ``ablations/`` and the checkout's."""
-    return [Path(directory)] if directory is not None else [Path("ablations").resolve(), BUILTIN]
+    """``directory``, else the project's ``ablations/`` and the checkout's
+    (:mod:`workbench.project`)."""
+    return [Path(directory)] if directory is not None else project_folders("ablations")
 
 
 def load_ablations(directory: str | Path | None = None) -> Registry[Axis]:

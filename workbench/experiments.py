@@ -1,8 +1,8 @@
 """Experiments: Python files defining ``spec() -> RunSpec`` (and optionally ``prepare(home)``,
 which builds what the spec's paths point to, e.g. the shapes world and backbones).
 
-An experiment is named by its file stem in ``experiments/`` (of the working directory, else of
-the workbench checkout) or given as a path.
+An experiment is named by its file stem in ``experiments/`` (of the user's project,
+:mod:`workbench.project`, else of the workbench checkout) or given as a path.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import Any
 
 import workbench.components  # noqa: F401  (experiment files build specs of registered components)
+from workbench.project import project_folders
 from workbench.spec import RunSpec
 from workbench.train.result import home_dir
-
-BUILTIN = Path(__file__).resolve().parents[1] / "experiments"
 
 
 @dataclass(frozen=True)
@@ -47,8 +46,7 @@ def with_home(function: Callable[..., Any], home: str | Path | None) -> Any:
 
 
 def directories() -> list[Path]:
-    local = Path("experiments").resolve()
-    return [local] + ([BUILTIN] if local != BUILTIN else [])
+    return project_folders("experiments")
 
 
 def names() -> list[str]:

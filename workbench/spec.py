@@ -27,6 +27,8 @@ from workbench.registry import registry
 _LATER = ("model.init_from", "eval.validation", *(f"model.special_embeddings.{k}" for k in
           ("output", "init", "lr_scale")))  # fmt: skip
 LATER_KEYS = frozenset(_LATER)
+#: ... and those out of it while at their default.
+LATER_DEFAULTS: dict[str, Any] = {"eval.at_start": True}
 # How a run executes, not what it computes: the training loop makes results independent of the
 # number of processes; recomputing activations, saving more often, reading the frozen encoder's
 # outputs from the feature cache or compiling changes no number beyond float rounding (tested).
@@ -134,6 +136,7 @@ class TrainSpec:
 @dataclass(frozen=True)
 class EvalSpec:
     every: int = 0  # optimizer steps between evaluations (and one at step 0); 0 = never
+    at_start: bool = True  # the evaluation at step 0 (the untrained model)
     data: str = ""  # the evaluation directory (the shapes world writes <world>/eval)
     tasks: tuple[str, ...] = ()  # registered task names (wb list task)
     validation: str = ""  # held-out laion/ and mmc4/ shards (val/loss/*); the world's validation/
@@ -185,6 +188,7 @@ class RunSpec:
         run executes but not what it computes (:data:`EXECUTION_KEYS`)."""
         flat = self.flatten()
         unset = {k for k in LATER_KEYS if flat.get(k) in (None, "")}
+        unset |= {k for k, default in LATER_DEFAULTS.items() if flat.get(k) == default}
         skip = EXECUTION_KEYS | {"train.seed"} | unset
         flat = {k: v for k, v in flat.items() if k not in skip}
         canonical = json.dumps(flat, sort_keys=True, separators=(",", ":"))

@@ -4,10 +4,16 @@ turning a user's mistake into one line and exit code 2."""
 from __future__ import annotations
 
 import functools
+import json
+import os
+import tempfile
+import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import click
 import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Flamingo Workbench.")
@@ -32,23 +38,86 @@ AblateOption = Annotated[
 ]
 
 
+DEBUG = {"on": os.environ.get("WB_DEBUG", "") not in ("", "0")}
+
+
+@app.callback()
+def _options(
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show an error's traceback (always kept in a log).")
+    ] = False,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            help="The project whose experiments/ and ablations/ are loaded (they run "
+            "as code); default: the nearest directory with a pyproject.toml."
+        ),
+    ] = None,
+) -> None:
+    """Flamingo Workbench."""
+    DEBUG["on"] = DEBUG["on"] or debug
+    if project is not None:  # in the environment, so study workers and ranks see it too
+        os.environ["WB_PROJECT"] = str(project.resolve())
+
+
 def friendly(command: F) -> F:
-    """User mistakes print one line (and the fix), not a stack trace, and exit with 2."""
+    """Every error ends in one line, ``error: <what happened>``, naming the log file that keeps
+    its traceback (``wb --debug`` prints it too); exit code 1 for a failed training job, 2 for
+    everything else. Errors of the user's making say how to fix them."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from workbench.registry import RegistryError
-        from workbench.spec import SpecError
-        from workbench.track import TrackingError
+        from workbench.train.result import JobFailed
 
         try:
             return command(*args, **kwargs)
-        except (SpecError, RegistryError, TrackingError, OSError) as e:
-            # OSError: e.g. a missing file, or a model that is neither local nor downloadable
-            typer.echo(f"error: {e}", err=True)
-            raise typer.Exit(2) from None
+        except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
+            raise
+        except Exception as error:
+            log = _keep_traceback(error, kwargs.get("home"))
+            if DEBUG["on"]:
+                traceback.print_exception(error)
+            typer.echo(f"error: {_one_line(error)} (traceback: {log})", err=True)
+            raise typer.Exit(1 if isinstance(error, JobFailed) else 2) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+#: Errors whose message says what happened; any other type is named before its message.
+_EXPLAINED = (ValueError, OSError, RuntimeError, LookupError)
+
+
+def _one_line(error: BaseException) -> str:
+    from workbench.registry import RegistryError
+    from workbench.spec import SpecError
+    from workbench.track import TrackingError
+
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    text = lines[0] if lines else ""
+    if len(text) > 300:
+        text = text[:297] + "..."
+    plain = (SpecError, RegistryError, TrackingError, FileNotFoundError)
+    if isinstance(error, plain) or (isinstance(error, _EXPLAINED) and text):
+        if isinstance(error, json.JSONDecodeError):
+            return f"malformed JSON: {text}"
+        return text or type(error).__name__
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _keep_traceback(error: BaseException, home: Any) -> Path:
+    """Writes ``error``'s traceback to ``<home>/logs/`` when the home exists (never creating
+    one in the working directory), else to the temporary directory's ``wb-errors/``."""
+    from workbench.train.result import home_dir
+
+    given = home or os.environ.get("WB_HOME")
+    if given and Path(given).is_dir():
+        folder = home_dir(given) / "logs"
+    else:
+        folder = Path(tempfile.gettempdir()) / "wb-errors"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    path.write_text("".join(traceback.format_exception(error)))
+    return path
 
 
 def ints(text: str, option: str = "--seeds") -> list[int]:

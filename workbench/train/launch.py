@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from workbench.spec import RunSpec, SpecError
-from workbench.train.result import RunOptions, RunResult, run_dir
+from workbench.train.result import JobFailed, RunOptions, RunResult, run_dir
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,7 @@ def launch_job(
     """Trains ``spec`` as a torchrun job; the result on the machine of rank 0 (None elsewhere).
 
     Raises:
-        RuntimeError: the job failed (its exit code).
+        JobFailed: the job failed (its exit code).
     """
     processes.check(spec)
     where = run_dir(spec, home)
@@ -77,8 +77,6 @@ def launch_job(
     command = [*processes.torchrun(), "-m", "workbench.train", *args]
     code = subprocess.run(command, check=False).returncode
     if code != 0:
-        raise RuntimeError(
-            f"the training job failed (torchrun exit code {code}); see its log above"
-        )
+        raise JobFailed(f"the training job failed (torchrun exit code {code}); see its log above")
     result = where / "result.json"
     return RunResult.from_json(result.read_text()) if result.exists() else None

@@ -114,7 +114,7 @@ class _Run:
         return result
 
     def _train(self, parts: _Parts, start_step: int, latest: Path | None) -> RunResult:
-        if start_step == 0 and parts.evaluator.enabled:
+        if start_step == 0 and parts.evaluator.enabled and self.spec.eval.at_start:
             parts.tracker.log_metrics(_evaluate(parts, 0), 0)
         started = time.perf_counter()
         saved = self._loop(parts, start_step, latest)

@@ -15,6 +15,11 @@ from torch import nn
 from workbench.spec import RunSpec
 
 
+class JobFailed(RuntimeError):
+    """A training job ended without its result (a rank died or a worker failed): ``wb`` exits
+    with 1, not 2, since it is not the user's mistake."""
+
+
 class Stopped(Exception):
     """Raised by an ``on_eval`` callback to end a run early (e.g. a pruned search trial); the
     training loop adds the stopped run's MLflow id."""
