@@ -195,6 +195,20 @@ def test_a_run_that_ends_in_an_error_is_marked_failed(
     assert run.info.status == "FAILED"
 
 
+def test_the_evaluation_before_the_first_step_can_be_left_out(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 2, "train.checkpoint_every": 0, "eval.every": 2,
+        "eval.validation": tiny_world["validation"]})  # fmt: skip
+    uri = f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+    steps = {}
+    for at_start in (True, False):
+        result = train(spec.override({"eval.at_start": at_start}), home=tmp_path,
+                       show_progress=False)  # fmt: skip
+        steps[at_start] = [s for s, _ in metric_history(uri, result.run_id, "val/loss/laion")]
+    assert steps == {True: [0, 2], False: [2]}
+    assert spec.override({"eval.at_start": False}).config_id != spec.config_id
+
+
 def _run_in_subprocess(spec: RunSpec, home: Path, *args: str) -> subprocess.Popen:
     spec_file = home / f"spec-{time.monotonic_ns()}.json"
     home.mkdir(parents=True, exist_ok=True)
