@@ -274,3 +274,23 @@ def test_the_mixture_axis_gives_the_same_specs_as_before(base):
     spec = RunSpec().override(BASES[base])
     for value in [*axis.values(), "3:1", "1:3", "7:2"]:
         assert axis.apply(spec, value) == _by_dotted_keys(spec, value), value
+
+
+def test_a_filter_that_drops_every_record_stops_the_stream_in_one_line(world, kit, monkeypatch):
+    """Threshold 0.99 keeps no image of any document: the endless resampled stream used to spin
+    forever; it stops once the filter has dropped a bounded number of records in a row."""
+    import workbench.data.loader as loader
+
+    monkeypatch.setattr(loader, "MAX_DROPPED_IN_A_ROW", 100)  # the world holds 40 documents
+    tokenizer, processor = kit
+    spec = RunSpec().override({
+        "data.laion_shards": world["laion"], "data.mmc4_shards": world["mmc4"],
+        "data.mixture.laion_batch_size": 4, "data.mixture.mmc4_batch_size": 2,
+        "data.mmc4.min_image_bytes": 0, "data.mmc4_filter.threshold": 0.99})  # fmt: skip
+    steps = build_steps(spec.data, tokenizer, processor, seed=0, resume=None)
+    with pytest.raises(loader.DataError) as error:
+        next(steps)
+    message = str(error.value)
+    assert message.startswith("mmc4: the filters dropped 100 records in a row (0 kept before; ")
+    assert "'no_images_above_threshold': 100" in message and "\n" not in message
+    assert message.endswith("loosen data.mmc4_filter or data.mmc4 (e.g. the similarity threshold)")

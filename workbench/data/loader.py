@@ -24,6 +24,13 @@ from workbench.data.mixture import Mixture, Part, SourceExhausted
 from workbench.data.sources import SOURCES, Source
 from workbench.data.stream import Position, ShardStream
 
+#: Records of one source that its filters may drop in a row before the stream stops.
+MAX_DROPPED_IN_A_ROW = 10_000
+
+
+class DataError(RuntimeError):
+    """A data stream that cannot give a valid record."""
+
 
 @dataclass
 class Step:
@@ -167,6 +174,7 @@ class _Reader:
         self.skipped: Counter[str] = Counter()
         self.valid: Counter[str] = Counter()
         self.read: dict[str, set[str]] = {name: set() for name in streams}  # finished shards
+        self.dropped_in_a_row: Counter[str] = Counter()
 
     def state(self, steps: int) -> dict[str, Any]:
         return {**{name: p.to_dict() for name, p in self.positions.items()}, "steps": steps}
@@ -191,14 +199,32 @@ class _Reader:
                 continue
             except Dropped as dropped:
                 self.skipped[f"{name}/dropped/{dropped.reason}"] += 1
+                self.dropped_in_a_row[name] += 1
+                self._check_not_all_dropped(name)
                 continue
             if example is None:
                 continue
+            self.dropped_in_a_row[name] = 0
             self.valid[name] += 1
             self.counts[name] += 1
             return example
         self._check_not_all_bad(name, exhausted=True)
         raise SourceExhausted(name)
+
+    def _check_not_all_dropped(self, name: str) -> None:
+        """A filter that drops :data:`MAX_DROPPED_IN_A_ROW` records of a source in a row stops the
+        stream (an endless resampled stream would spin on forever)."""
+        if self.dropped_in_a_row[name] < MAX_DROPPED_IN_A_ROW:
+            return
+        prefix = f"{name}/dropped/"
+        reasons = {
+            k.removeprefix(prefix): v for k, v in self.skipped.items() if k.startswith(prefix)
+        }
+        raise DataError(
+            f"{name}: the filters dropped {self.dropped_in_a_row[name]:,} records in a row "
+            f"({self.valid[name]:,} kept before; dropped by reason: {reasons}); loosen "
+            f"data.{name}_filter or data.{name} (e.g. the similarity threshold)"
+        )
 
     def _check_not_all_bad(self, name: str, exhausted: bool = False) -> None:
         """A source whose every shard was read without one valid record is an error, not a
@@ -210,7 +236,7 @@ class _Reader:
             return  # more workers than shards: this one simply has none
         if exhausted or self.read[name] >= set(own):
             counts = {k: v for k, v in self.skipped.items() if k.startswith(f"{name}/")}
-            raise RuntimeError(
+            raise DataError(
                 f"{name}: no valid record in shards {sorted(own)[:5]}"
                 f"{' ...' if len(own) > 5 else ''} (skipped: {counts or 'none'})"
             )
