@@ -62,13 +62,13 @@ Study(
     objective="val/loss/laion", direction="minimize", seeds=(0, 1, 2), overrides=SHORT,
     doc="A/A (no-op variant) and a planted effect (mismatched LAION captions).",
 )  # fmt: skip
-# The flagship study must finish within an hour on 2 CPU cores: one variant per question, 5
-# configurations x 2 seeds of about 5 minutes each, evaluated once, at the end. Measured on 2
-# cores: 6 configurations evaluated at 250 and 500 would take about 63 minutes, and a 1:1
-# mixture costs a third more per step than LAION only (its documents are 128 tokens). The
-# evaluation before the first step is left out: every configuration here is the same model
-# there (the gates start at 0, the special rows alike), 0.215 at 4 shots against a majority
-# floor of 0.28. The studies of each axis have the other variants.
+# The flagship study must finish within an hour on 2 CPU cores: one variant per question (the
+# mixture question asked with LAION only, the cheapest run), 5 configurations x 2 seeds of
+# about 5 minutes each, evaluated once, at the end (6 configurations evaluated at 250 and 500
+# steps ran at about 5.3 minutes a run: 63 minutes). The evaluation before the first step is
+# left out: every configuration here is the same model there (the gates start at 0, the
+# special rows alike), 0.215 at 4 shots against a majority floor of 0.28. The studies of each
+# axis have the other variants.
 Study(
     "open_questions",
     "shapes_tiny",

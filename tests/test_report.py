@@ -255,3 +255,29 @@ def test_a_study_that_has_not_run_writes_nothing_and_exits_2(tmp_path):
     with pytest.raises(SpecError, match="no finished runs in experiment 'report-exp'"):
         report_study(other, home)
     assert not (home / "reports").exists()
+
+
+def test_the_report_says_what_the_baseline_must_beat(tiny_world, tiny_lm_dirs, tmp_path):
+    from helpers import base_spec, experiment_file
+
+    from workbench.eval.scoring import majority_baseline
+    from workbench.eval.tasks import load_task
+    from workbench.search.reporting import _floors
+
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "eval.data": tiny_world["eval"], "eval.subset": 6})  # fmt: skip
+    study = Study("floors", str(experiment_file(tmp_path, spec)), {"xattn_every": ("1", "2")},
+                  objective="eval/vqa_rank/4shot", direction="maximize",
+                  register=False)  # fmt: skip
+    runs = pl.DataFrame({"run_id": ["a", "b", "c"], "axis.xattn_every": ["1", "1", "2"],
+                         "eval/vqa_rank/4shot": [0.4, 0.6, 0.9]})  # fmt: skip
+    histories = {"a": [(0, 0.1), (250, 0.3)], "b": [(0, 0.2)], "c": [(0, 0.7)]}
+    floor = majority_baseline(load_task("vqa_rank", Path(tiny_world["eval"])), 6)
+    text = "".join(_floors(study, tmp_path, runs, lambda run, key: histories[run]))
+    assert text == (
+        "## What the baseline must beat\nThe baseline's `eval/vqa_rank/4shot` is 0.500 (mean of "
+        f"2 runs) against {floor:.3f} for always giving the most frequent answer of each "
+        "question's answer set on the same 6 items, and 0.150 for the untrained model (step 0).\n"
+    )
+    without = "".join(_floors(study, tmp_path, runs, lambda run, key: []))
+    assert "the untrained model was not evaluated here (`eval.at_start` off)" in without

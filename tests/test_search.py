@@ -112,7 +112,7 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
     from workbench.search import open_study
     from workbench.track import study_parent_run
 
-    optuna_study = open_study(study, storage)
+    open_study(study, storage)  # its cells enqueued
     parent = study_parent_run(
         default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0, tmp_path
     )
@@ -123,16 +123,32 @@ def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     deadline = time.monotonic() + 120
-    while not optuna_study.get_trials(states=(TrialState.RUNNING,)):
+    client = MlflowClient(default_uri(tmp_path))
+    while not client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "tags.trial = '0' and attributes.status = 'RUNNING'",
+    ):  # well inside the trial: its run is tracked
         assert worker.poll() is None and time.monotonic() < deadline
         time.sleep(0.2)
-    time.sleep(3)  # well inside the trial
     worker.send_signal(signal.SIGKILL)
     worker.wait()
     # the same Optuna study continues with a worker of this process
     work(study, storage=None, home=tmp_path, uri=default_uri(tmp_path), parent_run_id=parent)
     states = [t.state for t in optuna.load_study(study_name=study.name, storage=storage).trials]
     assert states == [TrialState.FAIL, TrialState.COMPLETE]
+    experiment = client.get_experiment_by_name(study.mlflow_experiment(tmp_path)).experiment_id
+    killed = client.search_runs([experiment], "tags.trial = '0'")
+    assert [r.info.status for r in killed] == ["RUNNING"]  # its process was killed
+
+    # the next `wb search` closes the killed run and runs the failed cell again, once
+    run_study(study, home=tmp_path)
+    trials = optuna.load_study(study_name=study.name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[2].params == trials[0].params == {"xattn_every": "1"}
+    assert client.get_run(killed[0].info.run_id).info.status == "FAILED"
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
+    run_study(study, home=tmp_path)  # nothing left to run
+    assert len(optuna.load_study(study_name=study.name, storage=storage).trials) == 3
 
 
 def test_holm_adjusts_for_multiple_comparisons():

@@ -3,6 +3,7 @@ exact resume after SIGKILL, frozen weights, skipped non-finite steps, and bad sp
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import signal
@@ -236,6 +237,15 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_
         assert child.poll() is None, child.stderr.read()
         assert time.monotonic() < deadline, "no checkpoint at step 30"
         time.sleep(0.01)
+    uri = f"sqlite:///{home.resolve() / 'mlflow.db'}"
+    run_id = json.loads((marker.parent / "state.json").read_text())["run_id"]
+    while True:  # until steps after the newest checkpoint are in MLflow: they must not double
+        newest = int(completed(run_dir(spec, home))[-1].name.removeprefix("step-"))
+        written = [m.step for m in MlflowClient(uri).get_metric_history(run_id, "loss")]
+        if written and max(written) > newest:
+            break
+        assert child.poll() is None and newest < 60, "no step after a checkpoint was written"
+        time.sleep(0.05)
     child.send_signal(signal.SIGKILL)
     assert child.wait() == -signal.SIGKILL
     assert not (run_dir(spec, home) / "result.json").exists()  # it really died mid-run
@@ -250,11 +260,13 @@ def test_a_run_killed_at_step_30_resumes_to_the_same_losses(tiny_world, tiny_lm_
     assert len(resumed.history) == len(whole.history) == 60
     for key in ("loss", "loss/laion", "loss/mmc4", "grad_norm"):
         assert resumed.curve(key) == pytest.approx(whole.curve(key), abs=1e-6, rel=0), key
-    uri = f"sqlite:///{home.resolve() / 'mlflow.db'}"
     run = MlflowClient(uri).get_run(resumed.run_id)
     assert run.info.status == "FINISHED" and "resumed_from" in run.data.tags
     logged = [v for _, v in metric_history(uri, resumed.run_id, "loss")]
     assert logged == pytest.approx(whole.curve("loss"), abs=1e-6, rel=0)  # one run, steps 1-60
+    for key in ("loss", "grad_norm", "lr"):  # as MLflow holds them: every step once
+        raw = MlflowClient(uri).get_metric_history(resumed.run_id, key)
+        assert sorted(m.step for m in raw) == list(range(1, 61)), key
 
 
 @pytest.mark.distributed

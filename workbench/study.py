@@ -51,6 +51,7 @@ class Study:
     pruner: Literal["none", "median", "hyperband"] = "none"  # on ``eval/...`` objectives
     nproc_per_node: int = 1  # >1: each trial's run is one torchrun job (ddp/fsdp strategy)
     compute_objective: bool = False  # also minimise the measured seconds of the trial's runs
+    retries: int = 2  # times a later ``wb search`` runs a failed or interrupted cell again
     doc: str = ""
     register: bool = field(default=True, kw_only=True, repr=False, compare=False)
 

@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -152,6 +153,9 @@ class Tracker(NullTracker):
             self.run_id = run_id
             self.client.update_run(run_id, status="RUNNING")
             self.set_tags(tags)
+        # a resumed run recomputes the steps between its checkpoint and the crash exactly; the
+        # ones already written stay, once (MLflow cannot delete a metric's points)
+        self._written_until = self._last_steps() if run_id is not None else {}
         self._queued: list[Metric] = []  # logged, not yet written
         self._lock, self._writing = threading.Lock(), threading.Lock()
         self._error: BaseException | None = None
@@ -164,9 +168,19 @@ class Tracker(NullTracker):
         if self._error is not None:
             raise RuntimeError("MLflow could not write the run's metrics") from self._error
         now = int(time.time() * 1000)
-        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()]
+        batch = [Metric(key, float(value), now, step) for key, value in metrics.items()
+                 if step > self._written_until.get(key, -1)]  # fmt: skip
         with self._lock:
             self._queued += batch
+
+    def _last_steps(self) -> dict[str, int]:
+        """The last step written of each of the run's metrics (not system metrics)."""
+        keys = self.client.get_run(self.run_id).data.metrics  # type: ignore[arg-type]
+        return {
+            key: max(m.step for m in self.client.get_metric_history(self.run_id, key))  # type: ignore[arg-type]
+            for key in keys
+            if not key.startswith("system/")
+        }
 
     def set_tags(self, tags: Mapping[str, Any]) -> None:
         if tags:
@@ -261,9 +275,46 @@ def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[d
             return runs
 
 
+def interrupted_runs(uri: str, experiment: str) -> list[dict[str, Any]]:
+    """The runs of ``experiment`` left RUNNING by a process of this machine that is gone (killed
+    outright, it could not end its run): interrupted, not results."""
+    host = socket.gethostname()
+    gone = []
+    for run in search_runs(uri, experiment, finished_only=False):
+        tags = run["tags"]
+        if run["status"] != "RUNNING" or tags.get("host") != host or not tags.get("pid"):
+            continue
+        try:
+            os.kill(int(tags["pid"]), 0)
+        except ProcessLookupError:
+            gone.append(run)
+        except (PermissionError, ValueError):
+            continue
+    return gone
+
+
 def experiment_ids(uri: str) -> dict[str, str]:
     """The experiments at ``uri``, name -> id, by name."""
     return dict(sorted((e.name, e.experiment_id) for e in _client(uri).search_experiments()))
+
+
+def close_running_runs(
+    uri: str,
+    tags: Mapping[str, str],
+    keep: Callable[[Any], bool] = lambda run: True,
+    status: str = "FAILED",
+) -> list[str]:
+    """Ends as ``status`` every RUNNING run carrying ``tags`` that ``keep`` selects (a run whose
+    process was killed cannot end itself); returns their ids."""
+    client = _client(uri)
+    experiments = [e.experiment_id for e in client.search_experiments()]
+    match = " and ".join(f"tags.{k} = '{v}'" for k, v in tags.items())
+    closed = []
+    for run in client.search_runs(experiments, f"{match} and attributes.status = 'RUNNING'"):
+        if keep(run):
+            client.set_terminated(run.info.run_id, status=status)
+            closed.append(run.info.run_id)
+    return closed
 
 
 def log_metrics_to(uri: str, run_id: str, metrics: Mapping[str, float], step: int) -> None:

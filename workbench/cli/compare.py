@@ -31,9 +31,14 @@ def compare_runs(
     --set overrides): mean and 95% CI over seeds, and the difference to the baseline paired by
     seed."""
     from workbench.report import compare_experiment, render_comparison
-    from workbench.track import default_uri
+    from workbench.track import default_uri, interrupted_runs
     from workbench.train.result import home_dir
 
     uri = tracking_uri or default_uri(home_dir(home))
     table = compare_experiment(uri, experiment, metric, group_by, study)
     emit(table, format, output, render=render_comparison)
+    gone = interrupted_runs(uri, experiment)
+    if gone:
+        names = ", ".join(r["run_name"] for r in gone[:5]) + (" ..." if len(gone) > 5 else "")
+        typer.echo(f"not compared: {len(gone)} interrupted runs (RUNNING, their process is "
+                   f"gone): {names}; `wb run ... --resume` continues them", err=True)  # fmt: skip

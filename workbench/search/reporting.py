@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import optuna
 import polars as pl
@@ -104,6 +105,7 @@ def report_study(
     variance += matched_section(runs, study.objective, study.baseline(),
                                 lambda run, key: metric_history(uri, run, key))  # fmt: skip
     variance += stream_section(uri, runs, [f"axis.{a}" for a in study.axes])
+    variance = _floors(study, home, runs, lambda run, key: metric_history(uri, run, key)) + variance
     paths = write_study_report(
         uri, study.name, study.objective, runs, effects, out, _search(optuna_study), variance
     )
@@ -112,6 +114,43 @@ def report_study(
     if metrics:
         log_metrics_to(uri, parent, metrics, step=0)
     return paths
+
+
+def _floors(
+    study: Study, home: Path, runs: pl.DataFrame, history: Callable[[str, str], list[Any]]
+) -> list[str]:
+    """What the baseline's ``eval/<task>/<k>shot`` objective must beat: the majority answer of
+    each question's answer set on the same items, and the untrained model (the runs'
+    evaluation at step 0, where they have one)."""
+    parts = study.objective.split("/")
+    if len(parts) != 3 or parts[0] != "eval" or not parts[2].endswith("shot"):
+        return []
+    from workbench.eval.scoring import majority_baseline
+    from workbench.eval.tasks import load_task
+
+    spec = study.base_spec(home)
+    try:
+        floor = majority_baseline(load_task(parts[1], Path(spec.eval.data)), spec.eval.subset)
+    except (OSError, ValueError, KeyError):
+        return []
+    at_base = pl.all_horizontal([pl.col(f"axis.{a}").cast(pl.Utf8) == str(v)
+                                 for a, v in study.baseline().items()])  # fmt: skip
+    base = runs.filter(at_base).drop_nulls(study.objective)
+    if base.is_empty():
+        return []
+    starts = [v for run in base["run_id"] for step, v in history(run, study.objective) if step == 0]
+    untrained = (
+        f"{sum(starts) / len(starts):.3f} for the untrained model (step 0)"
+        if starts
+        else "the untrained model was not evaluated here (`eval.at_start` off)"
+    )
+    mean = float(base[study.objective].mean())  # type: ignore[arg-type]
+    return [
+        "## What the baseline must beat\n",
+        f"The baseline's `{study.objective}` is {mean:.3f} (mean of {base.height} runs) against "
+        f"{floor:.3f} for always giving the most frequent answer of each question's answer set "
+        f"on the same {spec.eval.subset} items, and {untrained}.\n",
+    ]
 
 
 def _search(optuna_study: optuna.Study) -> SearchTables:

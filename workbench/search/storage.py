@@ -132,3 +132,28 @@ def fail_dead_local_trials(optuna_study: optuna.Study) -> None:
             optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
         except PermissionError:
             continue
+
+
+def _cell(trial: optuna.trial.FrozenTrial) -> dict[str, str]:
+    """A trial's axis values (those it was enqueued with, while it waits)."""
+    params = trial.params or trial.system_attrs.get("fixed_params", {})
+    return {k: str(v) for k, v in params.items()}
+
+
+def retry_failed_cells(study: Study, optuna_study: optuna.Study) -> list[dict[str, str]]:
+    """Enqueues again each cell of a grid or one-at-a-time ``study`` whose every trial failed
+    (an error, or a worker killed mid-trial), while it has failed at most ``study.retries``
+    times; returns those cells. Called by the launcher before its workers start, so no two
+    processes enqueue one cell."""
+    if study.design == "tpe":
+        return []
+    trials = optuna_study.get_trials(deepcopy=False)
+    again = []
+    for cell in study.cells():
+        tried = [t for t in trials if _cell(t) == cell]
+        if not tried or any(t.state != TrialState.FAIL for t in tried):
+            continue  # not begun, or done, running, waiting or pruned
+        if len(tried) <= study.retries:
+            optuna_study.enqueue_trial(cell, skip_if_exists=False)
+            again.append(cell)
+    return again

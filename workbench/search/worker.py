@@ -21,6 +21,7 @@ from workbench.search.storage import (
     fail_dead_local_trials,
     open_study,
     record_settings,
+    retry_failed_cells,
     storage_for,
 )
 from workbench.study import Study, budget, load_studies, study_from_json, study_json
@@ -79,6 +80,10 @@ def run_study(
     uri = tracking_uri or default_uri(home)
     optuna_study = open_study(study, storage_for(storage, home))
     settings = record_settings(study, optuna_study)
+    fail_dead_local_trials(optuna_study)
+    close_failed_runs(uri, study, optuna_study)
+    for cell in retry_failed_cells(study, optuna_study):
+        print(f"{study.name}: running {cell} again (its last trial failed)", flush=True)
     with (
         parent_run(study, optuna_study, uri, home, settings) as parent,
         watch(optuna_study, budget(study), workers, live) as shown,
@@ -88,6 +93,17 @@ def run_study(
         else:
             _launch(study, workers, storage, home, uri, parent, shown)
     return optuna.load_study(study_name=study.name, storage=storage_for(storage, home))
+
+
+def close_failed_runs(uri: str, study: Study, optuna_study: optuna.Study) -> None:
+    """The MLflow runs of failed trials still RUNNING (their worker was killed) end FAILED."""
+    from workbench.track import close_running_runs
+
+    failed = optuna_study.get_trials(deepcopy=False, states=(TrialState.FAIL,))
+    numbers = {str(t.number) for t in failed}
+    if numbers:  # (the study's parent run is RUNNING too, with no trial tag)
+        trial_of = lambda run: run.data.tags.get("trial")  # noqa: E731
+        close_running_runs(uri, {"study": study.name}, lambda r: trial_of(r) in numbers)
 
 
 def _launch(

@@ -4,15 +4,25 @@ torchrun; also usable directly with ``torchrun -m workbench.train``)."""
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 from pathlib import Path
 
 import workbench.components  # noqa: F401  (a spec read from JSON needs the registries)
 from workbench.spec import RunSpec
+from workbench.train.launch import die_with_parent
 from workbench.train.loop import train
 from workbench.train.result import RunOptions
 
 
+def _terminated(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)  # unwinds: the run is marked FAILED, not left RUNNING
+
+
 def main(argv: list[str] | None = None) -> None:
+    if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank of torchrun's: it stops when torchrun
+        die_with_parent()  # is gone (killed, or its launcher with it)
+    signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(prog="python -m workbench.train", description=__doc__)
     parser.add_argument("spec", type=Path, help="a RunSpec as JSON (RunSpec.to_json)")
     parser.add_argument("--home", type=Path, default=None)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import getpass
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -70,6 +72,8 @@ def open_tracker(
         "seed": spec.train.seed,
         "git_commit": commit,
         "run_dir": str(run_dir(spec, home).resolve()),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),  # a RUNNING run whose process is gone was interrupted
         **standard_tags(commit),
         **options.tags,
     }

@@ -33,7 +33,7 @@ from workbench.eval.run import Evaluator
 from workbench.model.features import FeatureCache, fingerprint
 from workbench.model.flamingo import token_loss_sum
 from workbench.spec import RunSpec
-from workbench.train import checkpoint, dist, metrics
+from workbench.train import checkpoint, dcp, dist, metrics
 from workbench.train.build import build_model, check_spec, open_tracker
 from workbench.train.dist import Dist
 from workbench.train.flops import FlopCounter, accumulate, step_compute
@@ -96,7 +96,7 @@ class _Run:
         if self.where.is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
             (self.dir / "spec.json").write_text(self.spec.to_json())
-        parts, start_step = self._set_up(latest)
+        parts, start_step, latest = self._set_up(latest)
         try:
             result = self._train(parts, start_step, latest)
         except Stopped:  # a search pruned the trial
@@ -126,8 +126,9 @@ class _Run:
         parts.tracker.log_metrics(result.final, self.spec.train.steps)
         return result
 
-    def _set_up(self, latest: Path | None) -> tuple[_Parts, int]:
-        """Model, optimizer, restored state, data stream, tracker and evaluator."""
+    def _set_up(self, latest: Path | None) -> tuple[_Parts, int, Path | None]:
+        """Model, optimizer, restored state, data stream, tracker and evaluator; the step to
+        start from and the checkpoint resumed (the newest intact one)."""
         spec, where = self.spec, self.where
         core, processor, tokenizer = build_model(spec)
         if spec.train.feature_cache and where.strategy != "fsdp":  # FSDP: every rank encodes
@@ -136,8 +137,15 @@ class _Run:
         model = parallelize(core, where, spec.train)
         optimizer = build_optimizer(model, spec.train.lr, spec.train.weight_decay)
         state: dict[str, Any] = {"step": 0, "history": [], "run_id": None, "stream": None}
+        skipped: list[str] = []
         if self.options.resume and latest is not None:
-            state = checkpoint.load(latest, model, optimizer, where)
+            keys = sorted(dcp.training_state(model, optimizer))
+            latest, skipped = checkpoint.choose(self.dir, keys)
+            if skipped and where.is_main:
+                print(f"resume: skipped damaged {'; '.join(skipped)}; resuming from "
+                      f"{latest.name if latest else 'the start'}", flush=True)  # fmt: skip
+            if latest is not None:
+                state = checkpoint.load(latest, model, optimizer, where, verified=True)
         resumed = StreamTracker.from_state_dict(state["stream"]) if state["stream"] else None
         stream = resumed or StreamTracker(max(spec.data.workers, 1))
         steps = build_steps(spec.data, tokenizer, processor, seed=spec.train.seed, resume=resumed)
@@ -151,10 +159,12 @@ class _Run:
             if where.is_main
             else track.NullTracker()
         )
+        if skipped:
+            tracker.set_tags({"resume_fallback": " | ".join(skipped)[:5000]})
         trainable = [p for p in model.parameters() if p.requires_grad]
         parts = _Parts(model, core, optimizer, trainable, steps, stream, tracker, evaluator,
                        state["history"], FlopCounter.of(core))  # fmt: skip
-        return parts, int(state["step"])
+        return parts, int(state["step"]), latest
 
     def _loop(self, parts: _Parts, start: int, latest: Path | None) -> Path | None:
         """Steps ``start`` .. ``train.steps``; the last checkpoint written (or ``latest``)."""

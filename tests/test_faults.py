@@ -1,0 +1,221 @@
+"""Fault injection: what happens to real runs when their files, processes or inputs go wrong.
+Each fault ends in an exact resume, a resume from an older intact checkpoint (said in one line
+and tagged on the MLflow run), or a one-line error; never a silent difference, never a
+traceback, never a run left RUNNING.
+
+The faults of the spec, the store, the shard patterns and the filters have their tests beside
+the code they exercise (``test_spec``, ``test_tracking_home``, ``test_pipeline``, ``test_cli``);
+this module holds those that damage checkpoints and kill processes.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from helpers import base_spec, experiment_file
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from workbench.cli import app
+from workbench.runs import Processes, RunOptions, execute
+from workbench.track import default_uri as track_uri
+from workbench.track import interrupted_runs
+from workbench.train.checkpoint import CheckpointError, completed
+from workbench.train.loop import train
+from workbench.train.result import JobFailed, run_dir
+
+pytestmark = pytest.mark.slow
+
+
+def _tensor_file(checkpoint: Path, index: int = 0) -> Path:
+    return sorted((checkpoint / "tensors").glob("*.safetensors"))[index]
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+DAMAGE = {
+    "flipped byte": (lambda c: _flip_byte(_tensor_file(c)), "content differs"),
+    "truncated tensor file": (
+        lambda c: os.truncate(_tensor_file(c), _tensor_file(c).stat().st_size // 2),
+        "bytes",
+    ),
+    "truncated header": (lambda c: os.truncate(_tensor_file(c), 4), "bytes"),
+    "malformed state.json": (  # the same size, no longer JSON
+        lambda c: (c / "state.json").write_bytes((c / "state.json").read_bytes()[:-1] + b"@"),
+        "content differs",
+    ),
+    "missing tensor file": (lambda c: _tensor_file(c).unlink(), "is missing"),
+    "missing RNG file": (lambda c: (c / "rng-rank0.safetensors").unlink(), "is missing"),
+}
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_world, tiny_lm_dirs, tmp_path_factory):
+    """A 6-step run with a checkpoint every 2 steps (all 3 kept) and its losses."""
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 6, "train.checkpoint_every": 2, "train.keep_checkpoints": 3})  # fmt: skip
+    home = tmp_path_factory.mktemp("finished")
+    whole = train(spec, home=home, show_progress=False)
+    return spec, home, whole
+
+
+def _copy_home(home: Path, to: Path) -> Path:
+    subprocess.run(["cp", "-a", f"{home}/.", str(to)], check=True)
+    return to
+
+
+@pytest.mark.parametrize("fault", list(DAMAGE))
+def test_a_damaged_checkpoint_is_never_used_resume_falls_back(finished, tmp_path, fault, capsys):
+    spec, home, whole = finished
+    home = _copy_home(home, tmp_path / "home")
+    newest = completed(run_dir(spec, home))[-1]
+    damage, reason = DAMAGE[fault]
+    damage(newest)
+
+    resumed = train(spec, home=home, resume=True, show_progress=False)
+
+    said = capsys.readouterr().out
+    assert f"resume: skipped damaged {newest.name}: " in said and reason in said
+    assert "resuming from step-00000004" in said
+    assert resumed.curve("loss") == pytest.approx(whole.curve("loss"), abs=1e-6, rel=0)
+    assert resumed.curve("grad_norm") == pytest.approx(whole.curve("grad_norm"), abs=1e-6, rel=0)
+    run = MlflowClient(f"sqlite:///{home.resolve() / 'mlflow.db'}").get_run(resumed.run_id)
+    assert run.info.status == "FINISHED" and reason in run.data.tags["resume_fallback"]
+    assert [c.name for c in completed(run_dir(spec, home))] == [
+        "step-00000002", "step-00000004", "step-00000006"]  # fmt: skip
+
+
+def test_no_intact_checkpoint_is_a_one_line_error_naming_the_damaged_file(finished, tmp_path):
+    spec, home, _ = finished
+    home = _copy_home(home, tmp_path / "home")
+    for checkpoint in completed(run_dir(spec, home)):
+        _flip_byte(_tensor_file(checkpoint))
+    with pytest.raises(CheckpointError, match=r"no intact checkpoint in .*step-00000006: .*"
+                       r"safetensors: its content differs"):  # fmt: skip
+        train(spec, home=home, resume=True, show_progress=False)
+    experiment = experiment_file(tmp_path, spec)
+    result = CliRunner().invoke(app, ["run", str(experiment), "--resume", "--home", str(home)])
+    assert result.exit_code == 2
+    (line,) = [x for x in result.output.splitlines() if x.startswith("error:")]
+    assert "no intact checkpoint" in line and "Traceback" not in result.output
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_missing_shard_of_an_fsdp_checkpoint_is_never_used(
+    tiny_world, tiny_lm_dirs, tmp_path, rank
+):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 4, "train.checkpoint_every": 2, "train.strategy": "fsdp"})  # fmt: skip
+    options = RunOptions(home=tmp_path, show_progress=False)
+    whole = execute(spec, options, Processes(nproc_per_node=2))
+    newest = completed(run_dir(spec, tmp_path))[-1]
+    shards = sorted((newest / "tensors").glob("*.safetensors"))
+    assert len(shards) == 2  # one per rank
+    shards[rank].unlink()
+    resumed = execute(spec, RunOptions(home=tmp_path, resume=True, show_progress=False),
+                      Processes(nproc_per_node=2))  # fmt: skip
+    assert resumed.curve("loss") == pytest.approx(whole.curve("loss"), abs=1e-5, rel=0)
+    run = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}").get_run(resumed.run_id)
+    assert "is missing" in run.data.tags["resume_fallback"]
+
+
+@pytest.mark.distributed
+def test_a_killed_rank_ends_the_job_in_one_line_and_marks_the_run_failed(
+    tiny_world, tiny_lm_dirs, tmp_path
+):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 400, "train.checkpoint_every": 2, "train.strategy": "fsdp"})  # fmt: skip
+    marker = run_dir(spec, tmp_path) / "checkpoints" / "step-00000002" / "COMPLETE"
+    killer = _kill_when(marker, tmp_path, rank=1)
+    with pytest.raises(JobFailed) as failed:
+        execute(spec, RunOptions(home=tmp_path, show_progress=False), Processes(nproc_per_node=2))
+    killer.join(timeout=60)
+    message = str(failed.value)
+    assert message.startswith("rank 1 was killed by SIGKILL; its log: ")
+    assert "\n" not in message and Path(message.split("its log: ")[1].split(". ")[0]).is_file()
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "FAILED"
+    assert not _ranks_alive(spec, tmp_path)
+
+
+def _rank_pids(spec, home: Path) -> list[int]:
+    """The process ids of the ranks training ``spec`` (by their command line)."""
+    found = subprocess.run(["pgrep", "-f", "workbench.train"], capture_output=True, text=True)
+    mine = []
+    for pid in map(int, found.stdout.split()):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            command = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"LOCAL_RANK" in b" ".join(environ) and str(home).encode() in command:
+            mine.append(pid)
+    return mine
+
+
+def _ranks_alive(spec, home: Path) -> bool:
+    deadline = time.monotonic() + 60
+    while _rank_pids(spec, home) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return bool(_rank_pids(spec, home))
+
+
+def _kill_when(marker: Path, home: Path, rank: int):
+    """A thread that SIGKILLs local rank ``rank`` once ``marker`` exists."""
+    import threading
+
+    def kill() -> None:
+        deadline = time.monotonic() + 300
+        while not marker.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        for pid in _rank_pids(None, home):
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            if f"LOCAL_RANK={rank}".encode() in environ:
+                os.kill(pid, signal.SIGKILL)
+
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+@pytest.mark.distributed
+@pytest.mark.parametrize("how", ["SIGTERM to wb", "SIGKILL to the group"])
+def test_ranks_die_with_their_launcher(tiny_world, tiny_lm_dirs, tmp_path, how):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 400, "train.checkpoint_every": 2, "train.strategy": "fsdp"})  # fmt: skip
+    experiment = experiment_file(tmp_path, spec)
+    launcher = subprocess.Popen(
+        [str(Path(sys.executable).with_name("wb")), "run", str(experiment), "--nproc-per-node",
+         "2", "--home", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )  # fmt: skip
+    marker = run_dir(spec, tmp_path) / "checkpoints" / "step-00000002" / "COMPLETE"
+    deadline = time.monotonic() + 300
+    while not marker.exists():
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    if how == "SIGTERM to wb":
+        launcher.send_signal(signal.SIGTERM)
+    else:
+        os.killpg(launcher.pid, signal.SIGKILL)
+    launcher.wait(timeout=120)
+    assert not _ranks_alive(spec, tmp_path)
+    client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    if how == "SIGTERM to wb":
+        assert run.info.status == "FAILED"
+    else:  # FAILED when rank 0 outlived torchrun long enough to say so; else recognisable
+        interrupted = [r["run_id"] for r in interrupted_runs(track_uri(tmp_path), "t")]
+        assert run.info.status == "FAILED" or interrupted == [run.info.run_id]
