@@ -16,6 +16,7 @@ import workbench.model.lm  # lm (adapters by model_type)
 import workbench.model.presets  # preset
 import workbench.model.resampler  # resampler
 import workbench.model.tiny  # tiny_lm
+import workbench.spec_ranges  # the spec rule for numeric ranges
 import workbench.train.optim  # noqa: F401  schedule
 from workbench.registry import REGISTRIES
 

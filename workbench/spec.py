@@ -22,19 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from workbench.registry import registry
-
-#: Keys added after specs were first hashed: out of ``config_id`` while unset (old ids stay).
-_LATER = ("model.init_from", "eval.validation", *(f"model.special_embeddings.{k}" for k in
-          ("output", "init", "lr_scale")))  # fmt: skip
-LATER_KEYS = frozenset(_LATER)
-#: ... and those out of it while at their default.
-LATER_DEFAULTS: dict[str, Any] = {"eval.at_start": True}
-# How a run executes, not what it computes: the training loop makes results independent of the
-# number of processes; recomputing activations, saving more often, reading the frozen encoder's
-# outputs from the feature cache or compiling changes no number beyond float rounding (tested).
-EXECUTION_KEYS = frozenset({"train.strategy", "train.activation_checkpointing",
-                            "train.checkpoint_every", "train.keep_checkpoints", "train.log_every",
-                            "train.feature_cache", "train.compile"})  # fmt: skip
+from workbench.spec_keys import EXECUTION_KEYS, LATER_DEFAULTS, LATER_KEYS
 
 
 class SpecError(ValueError):
@@ -307,48 +295,3 @@ def spec_check(rule: Callable[[RunSpec], None]) -> Callable[[RunSpec], None]:
     """Decorator adding ``rule`` to :data:`CHECKS`."""
     CHECKS.append(rule)
     return rule
-
-
-#: The lower bound of each numeric leaf that has one; a component's integer options (batch
-#: sizes, warmup steps, k) are never negative either. Floats are finite everywhere.
-AT_LEAST: dict[str, float] = {
-    "train.steps": 1, "train.grad_accum": 1, "train.log_every": 1, "train.keep_checkpoints": 1,
-    "train.checkpoint_every": 0, "train.weight_decay": 0, "train.clip_norm": 0,
-    "data.workers": 0, "data.shuffle_buffer": 0, "data.laion.max_tokens": 1,
-    "data.mmc4.max_tokens": 1, "data.mmc4.max_images": 1, "data.mmc4.min_images": 0,
-    "data.mmc4.min_image_bytes": 0, "model.xattn_heads": 1, "model.xattn_dim_head": 1,
-    "model.xattn_ff_mult": 1, "eval.every": 0, "eval.subset": 1, "eval.trials": 1,
-    "eval.query_size": 1, "eval.batch_size": 1,
-}  # fmt: skip
-_MEANING = {"train.checkpoint_every": " (0: never)", "train.clip_norm": " (0: no clipping)",
-            "eval.every": " (0: never)"}  # fmt: skip
-PROBABILITIES = ("data.laion.hflip_prob", "data.mmc4.hflip_prob",
-                 "data.mmc4.single_image_keep_prob")  # fmt: skip
-
-
-@spec_check
-def _in_range(spec: RunSpec) -> None:
-    flat = spec.flatten()
-    if not spec.train.lr > 0:
-        raise SpecError(f"train.lr: must be > 0, got {spec.train.lr!r}")
-    for key, low in AT_LEAST.items():
-        if flat[key] < low:
-            raise SpecError(f"{key}: must be >= {low:g}{_MEANING.get(key, '')}, got {flat[key]!r}")
-    for key in PROBABILITIES:
-        if not 0.0 <= flat[key] <= 1.0:
-            raise SpecError(f"{key}: a probability must be in [0, 1], got {flat[key]!r}")
-    if spec.data.mmc4.min_images > spec.data.mmc4.max_images:
-        raise SpecError(
-            f"data.mmc4.min_images ({spec.data.mmc4.min_images}) exceeds data.mmc4.max_images "
-            f"({spec.data.mmc4.max_images})"
-        )
-    if any(k < 0 for k in spec.eval.shots):
-        raise SpecError(f"eval.shots: shot counts must be >= 0, got {spec.eval.shots!r}")
-    for section in ("model", "data", "train"):
-        for field_name, choice in vars(getattr(spec, section)).items():
-            if not (isinstance(choice, Choice) and dataclasses.is_dataclass(choice.options)):
-                continue
-            for name, value in vars(choice.options).items():
-                if isinstance(value, int) and not isinstance(value, bool) and value < 0:
-                    key = f"{section}.{field_name}.{name}"
-                    raise SpecError(f"{key}: must be >= 0, got {value}")

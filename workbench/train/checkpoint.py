@@ -167,6 +167,21 @@ def choose(run_dir: Path, keys: list[str] | None = None) -> tuple[Path | None, l
     return None, skipped
 
 
+def resume(
+    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, where: Dist
+) -> tuple[dict[str, Any] | None, Path | None, list[str]]:
+    """Restores the newest intact checkpoint of ``run_dir`` (:func:`choose`, then :func:`load`):
+    its ``state.json`` (None when the run has none), its path, and the damaged ones skipped,
+    which rank 0 says in one line."""
+    path, skipped = choose(run_dir, sorted(dcp.training_state(model, optimizer)))
+    if skipped and where.is_main:
+        print(f"resume: skipped damaged {'; '.join(skipped)}; resuming from "
+              f"{path.name if path else 'the start'}", flush=True)  # fmt: skip
+    if path is None:
+        return None, None, skipped
+    return load(path, model, optimizer, where, verified=True), path, skipped
+
+
 def load(
     path: Path,
     model: nn.Module,

@@ -33,7 +33,7 @@ from workbench.eval.run import Evaluator
 from workbench.model.features import FeatureCache, fingerprint
 from workbench.model.flamingo import token_loss_sum
 from workbench.spec import RunSpec
-from workbench.train import checkpoint, dcp, dist, metrics
+from workbench.train import checkpoint, dist, metrics
 from workbench.train.build import build_model, check_spec, open_tracker
 from workbench.train.dist import Dist
 from workbench.train.flops import FlopCounter, accumulate, step_compute
@@ -127,8 +127,7 @@ class _Run:
         return result
 
     def _set_up(self, latest: Path | None) -> tuple[_Parts, int, Path | None]:
-        """Model, optimizer, restored state, data stream, tracker and evaluator; the step to
-        start from and the checkpoint resumed (the newest intact one)."""
+        """The parts, the step to start from and the checkpoint resumed (the newest intact)."""
         spec, where = self.spec, self.where
         core, processor, tokenizer = build_model(spec)
         if spec.train.feature_cache and where.strategy != "fsdp":  # FSDP: every rank encodes
@@ -137,15 +136,10 @@ class _Run:
         model = parallelize(core, where, spec.train)
         optimizer = build_optimizer(model, spec.train.lr, spec.train.weight_decay)
         state: dict[str, Any] = {"step": 0, "history": [], "run_id": None, "stream": None}
-        skipped: list[str] = []
-        if self.options.resume and latest is not None:
-            keys = sorted(dcp.training_state(model, optimizer))
-            latest, skipped = checkpoint.choose(self.dir, keys)
-            if skipped and where.is_main:
-                print(f"resume: skipped damaged {'; '.join(skipped)}; resuming from "
-                      f"{latest.name if latest else 'the start'}", flush=True)  # fmt: skip
-            if latest is not None:
-                state = checkpoint.load(latest, model, optimizer, where, verified=True)
+        resuming = self.options.resume and latest is not None
+        restored, latest, skipped = (checkpoint.resume(self.dir, model, optimizer, where)
+                                     if resuming else (None, latest, []))  # fmt: skip
+        state = restored or state
         resumed = StreamTracker.from_state_dict(state["stream"]) if state["stream"] else None
         stream = resumed or StreamTracker(max(spec.data.workers, 1))
         steps = build_steps(spec.data, tokenizer, processor, seed=spec.train.seed, resume=resumed)
