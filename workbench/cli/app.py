@@ -74,7 +74,7 @@ def friendly(command: F) -> F:
         except (click.exceptions.Exit, click.ClickException, click.Abort, KeyboardInterrupt):
             raise
         except Exception as error:
-            log = _keep_traceback(error, kwargs.get("home"))
+            log = _keep_traceback(error)
             if DEBUG["on"]:
                 traceback.print_exception(error)
             typer.echo(f"error: {_one_line(error)} (traceback: {log})", err=True)
@@ -104,16 +104,10 @@ def _one_line(error: BaseException) -> str:
     return f"{type(error).__name__}: {text}" if text else type(error).__name__
 
 
-def _keep_traceback(error: BaseException, home: Any) -> Path:
-    """Writes ``error``'s traceback to ``<home>/logs/`` when the home exists (never creating
-    one in the working directory), else to the temporary directory's ``wb-errors/``."""
-    from workbench.train.result import home_dir
-
-    given = home or os.environ.get("WB_HOME")
-    if given and Path(given).is_dir():
-        folder = home_dir(given) / "logs"
-    else:
-        folder = Path(tempfile.gettempdir()) / "wb-errors"
+def _keep_traceback(error: BaseException) -> Path:
+    """Writes ``error``'s traceback under the temporary directory's ``wb-errors/``: a command
+    that fails writes nothing into the home or the working directory."""
+    folder = Path(tempfile.gettempdir()) / "wb-errors"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"error-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
     path.write_text("".join(traceback.format_exception(error)))
