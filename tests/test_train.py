@@ -167,8 +167,8 @@ def test_bf16_autocast_runs_on_cpu(tiny_world, tiny_lm_dirs, tmp_path):
     ],
 )
 def test_bad_specs_fail_before_training(tiny_world, tiny_lm_dirs, tmp_path, changes, message):
-    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2}).override(changes)
-    with pytest.raises(SpecError, match=message):
+    with pytest.raises(SpecError, match=message):  # at override time, or before training
+        spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2}).override(changes)
         train(spec, home=tmp_path, track=False, show_progress=False)
 
 
