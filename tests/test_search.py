@@ -238,7 +238,7 @@ def test_loading_and_applying_axes_does_not_import_optuna():
     assert done.returncode == 0, done.stderr
 
 
-def test_studies_load_from_their_own_file_of_the_checkout_and_the_working_directory(
+def test_studies_load_from_their_own_file_of_the_checkout_and_the_users_project(
     tmp_path, monkeypatch
 ):
     (tmp_path / "ablations").mkdir()
@@ -246,7 +246,9 @@ def test_studies_load_from_their_own_file_of_the_checkout_and_the_working_direct
         "from workbench.search import Study  # the re-export works too\n\n"
         "Study('from-the-working-directory', 'shapes_tiny', {'xattn_every': (1, 2)})\n"
     )
-    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pyproject.toml").write_text("[project]\nname = 'mine'\n")  # a project
+    monkeypatch.setenv("WB_PROJECT", "")
+    monkeypatch.chdir(tmp_path / "ablations")  # anywhere inside it
     studies = load_studies()
     assert "open_questions" in studies  # the checkout's ablations/studies.py
     assert "from-the-working-directory" in studies
