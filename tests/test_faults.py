@@ -10,6 +10,7 @@ this module holds those that damage checkpoints and kill processes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from workbench.train.loop import train
 from workbench.train.result import JobFailed, run_dir
 
 pytestmark = pytest.mark.slow
+PIPED = {"stdout": subprocess.PIPE, "stderr": subprocess.STDOUT, "text": True}
 
 
 def _tensor_file(checkpoint: Path, index: int = 0) -> Path:
@@ -191,7 +193,7 @@ def _kill_when(marker: Path, home: Path, rank: int):
 
 
 @pytest.mark.distributed
-@pytest.mark.parametrize("how", ["SIGTERM to wb", "SIGKILL to the group"])
+@pytest.mark.parametrize("how", ["SIGTERM to wb", "SIGKILL to the group", "SIGKILL to wb alone"])
 def test_ranks_die_with_their_launcher(tiny_world, tiny_lm_dirs, tmp_path, how):
     spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
         "train.steps": 400, "train.checkpoint_every": 2, "train.strategy": "fsdp"})  # fmt: skip
@@ -208,14 +210,102 @@ def test_ranks_die_with_their_launcher(tiny_world, tiny_lm_dirs, tmp_path, how):
         time.sleep(0.05)
     if how == "SIGTERM to wb":
         launcher.send_signal(signal.SIGTERM)
+    elif how == "SIGKILL to wb alone":  # the ranks are told (PR_SET_PDEATHSIG) and stop
+        launcher.send_signal(signal.SIGKILL)
     else:
         os.killpg(launcher.pid, signal.SIGKILL)
     launcher.wait(timeout=120)
     assert not _ranks_alive(spec, tmp_path)
     client = MlflowClient(f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}")
     (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
-    if how == "SIGTERM to wb":
+    if how != "SIGKILL to the group":
         assert run.info.status == "FAILED"
-    else:  # FAILED when rank 0 outlived torchrun long enough to say so; else recognisable
+    else:  # killed outright, the ranks cannot say so: recognisable as interrupted
         interrupted = [r["run_id"] for r in interrupted_runs(track_uri(tmp_path), "t")]
-        assert run.info.status == "FAILED" or interrupted == [run.info.run_id]
+        assert run.info.status == "RUNNING" and interrupted == [run.info.run_id]
+
+
+def _listening(root: int) -> set[str]:
+    """The addresses that ``root`` and its descendants listen on (TCP)."""
+    import psutil
+
+    found = set()
+    family = psutil.Process(root)
+    for process in [family, *family.children(recursive=True)]:
+        with contextlib.suppress(psutil.Error):
+            for connection in process.net_connections(kind="tcp"):
+                if connection.status == psutil.CONN_LISTEN:
+                    found.add(connection.laddr.ip)
+    return found
+
+
+@pytest.mark.distributed
+def test_a_single_machine_job_listens_on_loopback_only(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{
+        "train.steps": 400, "train.checkpoint_every": 2, "train.strategy": "fsdp"})  # fmt: skip
+    launcher = subprocess.Popen(
+        [str(Path(sys.executable).with_name("wb")), "run", str(experiment_file(tmp_path, spec)),
+         "--nproc-per-node", "2", "--home", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    marker = run_dir(spec, tmp_path) / "checkpoints" / "step-00000002" / "COMPLETE"
+    deadline = time.monotonic() + 300
+    while not marker.exists():  # the ranks have met and trained two steps
+        assert launcher.poll() is None and time.monotonic() < deadline
+        time.sleep(0.05)
+    try:
+        addresses = _listening(launcher.pid)
+    finally:
+        launcher.send_signal(signal.SIGTERM)
+        launcher.wait(timeout=120)
+    assert addresses == {"127.0.0.1"}  # the store and gloo's connections, nothing wider
+
+
+@pytest.mark.distributed
+def test_two_machines_meet_on_the_interface_they_name(tiny_world, tiny_lm_dirs, tmp_path):
+    """Two "machines" of one process each (two launchers here, on loopback) train what one
+    process trains; the second finds the first's store at --rdzv-endpoint."""
+    from workbench.train.dist import free_port
+
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 4})
+    single = train(spec, home=tmp_path / "one", track=False, show_progress=False)
+    experiment = experiment_file(tmp_path, spec.override({"train.strategy": "fsdp"}))
+    endpoint = f"127.0.0.1:{free_port()}"
+    wb = [str(Path(sys.executable).with_name("wb")), "run", str(experiment)]
+    meet = ["--nnodes", "2", "--rdzv-endpoint", endpoint, "--interface", "lo"]
+    machines = [
+        subprocess.Popen(
+            [*wb, *meet, "--node-rank", str(node), "--home", str(tmp_path / f"machine-{node}")],
+            **PIPED,
+        )
+        for node in (0, 1)
+    ]
+    outputs = [m.communicate(timeout=300)[0] for m in machines]
+    assert [m.returncode for m in machines] == [0, 0], outputs
+    (run_id,) = [line.split()[1].rstrip(":") for line in outputs[0].splitlines()
+                 if line.startswith("run ")]  # fmt: skip
+    client = MlflowClient(track_uri(tmp_path / "machine-0"))
+    losses = [m.value for m in client.get_metric_history(run_id, "loss")]
+    assert losses == pytest.approx(single.curve("loss"), abs=1e-4)
+
+
+def test_several_machines_need_their_rendezvous_named(tiny_world, tiny_lm_dirs, tmp_path):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.strategy": "fsdp"})
+    experiment = str(experiment_file(tmp_path, spec))
+    home = ["--home", str(tmp_path)]
+    two = ["--nnodes", "2", "--node-rank", "0"]
+    cases = {
+        ("--nnodes", "2"): "--rdzv-endpoint",
+        (*two, "--rdzv-endpoint", "10.0.0.1:29500"): "--interface",
+        (*two, "--rdzv-endpoint", "nowhere", "--interface", "lo"): "host:port",
+        (*two, "--rdzv-endpoint", "10.0.0.1:29500", "--interface", "no-such0"): "no-such0",
+        ("--nnodes", "2", "--node-rank", "2", "--rdzv-endpoint", "h:1", "--interface", "lo"): (
+            "--node-rank"
+        ),
+    }
+    for args, named in cases.items():
+        result = CliRunner().invoke(app, ["run", experiment, *args, *home])
+        assert result.exit_code == 2, (args, result.output)
+        (line,) = [x for x in result.output.splitlines() if x.strip()]
+        assert named in line and "Traceback" not in result.output, (args, line)
+    assert not run_dir(spec, tmp_path).exists()  # nothing written before the check

@@ -91,3 +91,23 @@ def test_four_processes_start_together_on_a_new_store(tmp_path):
     runs = client.search_runs([experiment.experiment_id])
     assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2", "r3"]
     assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+def test_a_process_is_gone_once_it_ended_even_unreaped():
+    import os
+    import socket
+    import subprocess
+    import time
+
+    here = socket.gethostname()
+    assert not track.process_gone(here, os.getpid())
+    assert not track.process_gone("another-machine", 999_999_999)  # not known from here
+    assert not track.process_gone(here, None) and not track.process_gone(here, "x")
+    child = subprocess.Popen(["true"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().split()[2] != "Z":  # a zombie: not reaped
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert track.process_gone(here, child.pid)  # os.kill(pid, 0) would still succeed
+    child.wait()
+    assert track.process_gone(here, str(child.pid))

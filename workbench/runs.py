@@ -2,7 +2,7 @@
 
 It alone turns an experiment, ``--set`` overrides and ``--ablate`` axis values into specs, fills
 in the home and the tracking-URI defaults, runs a list of seeds with their tags, and chooses
-between this process and a torchrun job. ``wb run``, ``wb quickstart``, ``wb eval`` and a
+between this process and a multi-process job. ``wb run``, ``wb quickstart``, ``wb eval`` and a
 study's objective all go through it.
 """
 
@@ -71,8 +71,8 @@ def execute(
     options: RunOptions | None = None,
     processes: Processes | None = None,
 ) -> RunResult | None:
-    """Runs ``spec`` in this process, or as a torchrun job of ``processes``; the result comes
-    back on the machine of rank 0 (None on the others).
+    """Runs ``spec`` in this process, or as a job of ``processes`` (``workbench.train.launch``);
+    the result comes back on the machine of rank 0 (None on the others).
 
     The home and tracking URI get their defaults here, and the MLflow store and experiment are
     created before any rank starts (and before anything slow: an unreachable store fails fast).

@@ -49,7 +49,7 @@ class Study:
     design: Literal["grid", "one_at_a_time", "tpe"] = "grid"
     overrides: Mapping[str, Any] = field(default_factory=dict)
     pruner: Literal["none", "median", "hyperband"] = "none"  # on ``eval/...`` objectives
-    nproc_per_node: int = 1  # >1: each trial's run is one torchrun job (ddp/fsdp strategy)
+    nproc_per_node: int = 1  # >1: each trial's run is one multi-process job (ddp/fsdp strategy)
     compute_objective: bool = False  # also minimise the measured seconds of the trial's runs
     retries: int = 2  # times a later ``wb search`` runs a failed or interrupted cell again
     doc: str = ""

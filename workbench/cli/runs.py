@@ -52,7 +52,10 @@ def run(
     nproc_per_node: Annotated[int, typer.Option(min=1, help="Processes per machine.")] = 1,
     nnodes: Annotated[int, typer.Option(min=1, help="Machines (run this on each).")] = 1,
     node_rank: Annotated[int | None, typer.Option(help="This machine's rank.")] = None,
-    rdzv_endpoint: Annotated[str | None, typer.Option(help="host:port of rank 0.")] = None,
+    rdzv_endpoint: Annotated[str | None, typer.Option(help="host:port of machine 0.")] = None,
+    interface: Annotated[
+        str | None, typer.Option(help="Network interface between machines (default: lo).")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="Continue from the latest checkpoints.")] = False,
     tracking_uri: TrackingOption = None,
     home: HomeOption = None,
@@ -61,7 +64,7 @@ def run(
     from workbench.runs import Processes, RunOptions, pairs, resolve, run_seeds
 
     resolved = resolve(experiment, pairs(sets, "--set"), pairs(ablate, "--ablate"), home)
-    processes = Processes(nproc_per_node, nnodes, node_rank, rdzv_endpoint)
+    processes = Processes(nproc_per_node, nnodes, node_rank, rdzv_endpoint, interface)
     options = RunOptions(home=home, tracking_uri=tracking_uri, resume=resume)
     for result in run_seeds(resolved, parse_ints(seeds), options, processes):
         if result is not None and result.run_id:

@@ -44,7 +44,7 @@ def _run_seed(
     on_step: OnStep,
 ) -> RunResult:
     """One seed of a trial, tracked (and resumed if it ran before), in this process or as one
-    torchrun job (this worker asks and tells; the job's ranks train); its ``RunResult``.
+    multi-process job (this worker asks and tells; the job's ranks train); its ``RunResult``.
     ``on_step`` sees the steps of an in-process run only."""
     from workbench.runs import Processes, RunOptions, execute
 

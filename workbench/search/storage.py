@@ -10,8 +10,6 @@ with an error that names the recorded ones.
 
 from __future__ import annotations
 
-import os
-import socket
 import warnings
 from pathlib import Path
 from typing import Any
@@ -120,18 +118,12 @@ def record_settings(study: Study, optuna_study: optuna.Study) -> dict[str, Any]:
 
 def fail_dead_local_trials(optuna_study: optuna.Study) -> None:
     """RUNNING trials whose worker process on this machine is gone end FAIL."""
-    host = socket.gethostname()
+    from workbench.track import process_gone
+
     for trial in optuna_study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        attrs = trial.user_attrs
-        if attrs.get("host") != host or "pid" not in attrs:
-            continue
-        try:
-            os.kill(int(attrs["pid"]), 0)
-        except ProcessLookupError:
+        if process_gone(trial.user_attrs.get("host"), trial.user_attrs.get("pid")):
             optuna_study._storage.set_trial_user_attr(trial._trial_id, "failure", "worker died")
             optuna_study._storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
-        except PermissionError:
-            continue
 
 
 def _cell(trial: optuna.trial.FrozenTrial) -> dict[str, str]:

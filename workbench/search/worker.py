@@ -4,6 +4,7 @@ spent, the study's MLflow parent run around them, and the live display of their 
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 import time
@@ -25,6 +26,7 @@ from workbench.search.storage import (
     storage_for,
 )
 from workbench.study import Study, budget, load_studies, study_from_json, study_json
+from workbench.train.result import JobFailed
 
 
 def work(
@@ -91,7 +93,11 @@ def run_study(
         if workers <= 1:
             work(study, storage=storage, home=home, uri=uri, parent_run_id=parent, shown=shown)
         else:
-            _launch(study, workers, storage, home, uri, parent, shown)
+            try:
+                _launch(study, workers, storage, home, uri, parent, shown)
+            finally:  # a killed worker's trial ends FAIL and its MLflow run FAILED, now
+                fail_dead_local_trials(optuna_study)
+                close_failed_runs(uri, study, optuna_study)
     return optuna.load_study(study_name=study.name, storage=storage_for(storage, home))
 
 
@@ -139,7 +145,21 @@ def _launch(
                 process.wait()
     codes = [p.returncode for p in processes]
     if any(codes):
-        raise RuntimeError(f"search workers exited with {codes}")
+        raise JobFailed(_workers_failed(study.name, codes, logs if shown.owns_terminal else None))
+
+
+def _workers_failed(name: str, codes: list[int], logs: Path | None) -> str:
+    """One line: which workers (1-based) stopped and how, where their output is, and that the
+    others went on."""
+    how = lambda c: f"killed by {signal.Signals(-c).name}" if c < 0 else f"exited with {c}"  # noqa: E731
+    failed = [f"{i} ({how(c)})" for i, c in enumerate(codes, 1) if c]
+    went_on = len(codes) - len(failed)
+    return (
+        f"search worker{'s' * (len(failed) > 1)} {', '.join(failed)} of {len(codes)} stopped"
+        + (f"; their logs: {logs}" if logs else "")
+        + (f"; the other {went_on} went on to the end" if went_on else "")
+        + f"; the next `wb search {name}` runs the failed cells again"
+    )
 
 
 #: The command of a worker process (not ``-m workbench.search``: running a module as

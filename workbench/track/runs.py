@@ -49,19 +49,28 @@ def search_runs(uri: str, experiment: str, finished_only: bool = True) -> list[d
 def interrupted_runs(uri: str, experiment: str) -> list[dict[str, Any]]:
     """The runs of ``experiment`` left RUNNING by a process of this machine that is gone (killed
     outright, it could not end its run): interrupted, not results."""
-    host = socket.gethostname()
-    gone = []
-    for run in search_runs(uri, experiment, finished_only=False):
-        tags = run["tags"]
-        if run["status"] != "RUNNING" or tags.get("host") != host or not tags.get("pid"):
-            continue
-        try:
-            os.kill(int(tags["pid"]), 0)
-        except ProcessLookupError:
-            gone.append(run)
-        except (PermissionError, ValueError):
-            continue
-    return gone
+    runs = search_runs(uri, experiment, finished_only=False)
+    return [
+        run
+        for run in runs
+        if run["status"] == "RUNNING"
+        and process_gone(run["tags"].get("host"), run["tags"].get("pid"))
+    ]
+
+
+def process_gone(host: Any, pid: Any) -> bool:
+    """Whether process ``pid`` of machine ``host`` has ended: only a process of this machine
+    can be known gone; a zombie (ended, never reaped) is gone too."""
+    import psutil
+
+    if host != socket.gethostname() or not str(pid or "").isdigit():
+        return False
+    try:
+        return psutil.Process(int(pid)).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+    except psutil.Error:
+        return False
 
 
 def experiment_ids(uri: str) -> dict[str, str]:

@@ -1,5 +1,5 @@
-"""``python -m workbench.train SPEC.json``: one rank of a run (what :func:`launch` starts under
-torchrun; also usable directly with ``torchrun -m workbench.train``)."""
+"""``python -m workbench.train SPEC.json``: one rank of a run (what ``workbench.train.launch``
+starts; also usable directly with ``torchrun -m workbench.train``)."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def _terminated(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     if "TORCHELASTIC_RUN_ID" in os.environ:  # a rank of torchrun's: it stops when torchrun
-        die_with_parent()  # is gone (killed, or its launcher with it)
+        die_with_parent()  # is gone (ours are told so when they start)
     signal.signal(signal.SIGTERM, _terminated)
     parser = argparse.ArgumentParser(prog="python -m workbench.train", description=__doc__)
     parser.add_argument("spec", type=Path, help="a RunSpec as JSON (RunSpec.to_json)")

@@ -8,8 +8,9 @@ Strategies:
 - ``ddp``: ``DistributedDataParallel`` (gradients all-reduced, parameters replicated).
 - ``fsdp``: FSDP2 ``fully_shard`` per decoder block, resampler, vision encoder and root.
 
-Processes are started by ``torchrun`` (``workbench.train.launch``); ``ddp``/``fsdp`` without it
-form a group of one. CUDA uses NCCL, the CPU gloo.
+Processes are started by ``workbench.train.launch`` (which holds the rendezvous store, named in
+``WB_STORE``) or by ``torchrun``; ``ddp``/``fsdp`` outside both form a group of one. CUDA uses
+NCCL, the CPU gloo.
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ class Dist:
 
 
 def init(strategy: str, device: str | None = None) -> Dist:
-    """Joins (or, for ``ddp``/``fsdp`` outside torchrun, forms) the process group.
+    """Joins (or, for ``ddp``/``fsdp`` outside a launcher, forms) the process group.
 
     Args:
         device: ``"cpu"``, ``"cuda"``; default CUDA when available.
@@ -60,9 +61,7 @@ def init(strategy: str, device: str | None = None) -> Dist:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     if strategy == "single" and world > 1:
-        raise ValueError(
-            f"strategy 'single' started with WORLD_SIZE={world}: use 'ddp' or 'fsdp' under torchrun"
-        )
+        raise ValueError(f"strategy 'single' started with WORLD_SIZE={world}: use 'ddp' or 'fsdp'")
     kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if kind == "cuda":
         torch.cuda.set_device(local_rank)
@@ -71,9 +70,16 @@ def init(strategy: str, device: str | None = None) -> Dist:
         where = torch.device(kind)
     if strategy != "single" and not dist.is_initialized():
         backend = "nccl" if where.type == "cuda" else "gloo"
-        if "MASTER_ADDR" in os.environ:
-            dist.init_process_group(backend, device_id=where if where.type == "cuda" else None)
-        else:  # a group of one, outside torchrun
+        device_id = where if where.type == "cuda" else None
+        if "WB_STORE" in os.environ:  # the launcher's store, on the interface it chose
+            host, _, port = os.environ["WB_STORE"].rpartition(":")
+            store = dist.TCPStore(host, int(port), world, is_master=False)
+            dist.init_process_group(
+                backend, store=store, rank=rank, world_size=world, device_id=device_id
+            )
+        elif "MASTER_ADDR" in os.environ:  # torchrun's
+            dist.init_process_group(backend, device_id=device_id)
+        else:  # a group of one, outside a launcher
             dist.init_process_group(
                 backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
             )

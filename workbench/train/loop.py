@@ -43,7 +43,7 @@ from workbench.train.result import RunOptions, RunResult, Stopped, home_dir, run
 
 
 def train(spec: RunSpec, options: RunOptions | None = None, **changes: Any) -> RunResult:
-    """Trains ``spec`` here: one process, or one rank of a torchrun job under ``ddp``/``fsdp``.
+    """Trains ``spec`` here: one process, or one rank of a multi-process job under ``ddp``/``fsdp``.
 
     Args:
         options: how the run is carried out and tracked; ``changes`` replace its fields
