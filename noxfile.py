@@ -38,10 +38,15 @@ def tests(session: nox.Session) -> None:
 
 @nox.session
 def smoke(session: nox.Session) -> None:
-    """The README's main job, reduced to 5 steps per run (the backbones are built in full)."""
+    """The README's main job, reduced to 5 steps per run. The backbones are built in full, or,
+    where ``$WB_TEST_BACKBONES`` names the cache the test session built (as in CI), found there
+    by the same lookup a second quickstart makes."""
+    import os
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="wb-smoke-") as home:
+        if os.environ.get("WB_TEST_BACKBONES"):
+            Path(home, "backbones").symlink_to(Path(os.environ["WB_TEST_BACKBONES"]).resolve())
         session.run(
             str(Path(PYTHON).with_name("wb")), "quickstart", "--steps", "5", "--home", home,
             env={"HF_HUB_OFFLINE": "1"},

@@ -30,12 +30,13 @@ def tiny_lm_dirs(tmp_path_factory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def shapes_backbones(tmp_path_factory):
-    """The "tiny" pretrained shapes CLIP and LM, built once per test session (about 2.5 min)."""
+    """The "tiny" pretrained shapes CLIP and LM, built once per test session (about 2.5 min),
+    or found in ``$WB_TEST_BACKBONES`` (a backbones cache CI shares with its smoke run; the
+    cache is keyed by the recipe, so a stale one is never used)."""
     from workbench.backbones.shapes import build_shapes_backbones
 
-    return build_shapes_backbones(
-        tmp_path_factory.mktemp("backbones"), "tiny", seed=0, show_progress=False
-    )
+    cache = os.environ.get("WB_TEST_BACKBONES") or tmp_path_factory.mktemp("backbones")
+    return build_shapes_backbones(cache, "tiny", seed=0, show_progress=False)
 
 
 @pytest.fixture(scope="session")
