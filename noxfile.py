@@ -59,7 +59,7 @@ def parity(session: nox.Session) -> None:
         marker = overlay / ".complete"
         if marker.exists():
             continue
-        pip = [PYTHON, "-m", "pip", "install", "--quiet", "--target", str(overlay)]
+        pip = [PYTHON, "-m", "pip", "install", "--quiet", "--no-compile", "--target", str(overlay)]
         if packages is not None:
             session.run(*pip, *packages)
         else:  # exactly these, beside the project's own numpy, safetensors, ...

@@ -1,32 +1,39 @@
 """Fault injection: what happens to real runs when their files, processes or inputs go wrong.
 Each fault ends in an exact resume, a resume from an older intact checkpoint (said in one line
 and tagged on the MLflow run), or a one-line error; never a silent difference, never a
-traceback, never a run left RUNNING.
+traceback, never a run left RUNNING (or, killed outright, one not recognisable as interrupted).
 
-The faults of the spec, the store, the shard patterns and the filters have their tests beside
-the code they exercise (``test_spec``, ``test_tracking_home``, ``test_pipeline``, ``test_cli``);
-this module holds those that damage checkpoints and kill processes.
+Damaged checkpoints (flipped byte, truncated file or header, malformed JSON, missing files, a
+rank's missing shard), killed ranks and launchers, where a job listens, killed study workers,
+simultaneous starts on a new store, a filter that keeps nothing, and values that make no sense.
+Every case of the spec's ranges and of bad shard patterns is in ``test_spec`` and
+``test_pipeline``; here a few of each go through ``wb run``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+import optuna
 import pytest
 from helpers import base_spec, experiment_file
 from mlflow.tracking import MlflowClient
+from optuna.trial import TrialState
 from typer.testing import CliRunner
 
+from workbench import track
 from workbench.cli import app
 from workbench.runs import Processes, RunOptions, execute
-from workbench.track import default_uri as track_uri
-from workbench.track import interrupted_runs
+from workbench.search import WORKER, Study, run_study, storage_for, study_json
+from workbench.track import default_uri, interrupted_runs
 from workbench.train.checkpoint import CheckpointError, completed
 from workbench.train.loop import train
 from workbench.train.result import JobFailed, run_dir
@@ -176,7 +183,6 @@ def _ranks_alive(spec, home: Path) -> bool:
 
 def _kill_when(marker: Path, home: Path, rank: int):
     """A thread that SIGKILLs local rank ``rank`` once ``marker`` exists."""
-    import threading
 
     def kill() -> None:
         deadline = time.monotonic() + 300
@@ -221,7 +227,7 @@ def test_ranks_die_with_their_launcher(tiny_world, tiny_lm_dirs, tmp_path, how):
     if how != "SIGKILL to the group":
         assert run.info.status == "FAILED"
     else:  # killed outright, the ranks cannot say so: recognisable as interrupted
-        interrupted = [r["run_id"] for r in interrupted_runs(track_uri(tmp_path), "t")]
+        interrupted = [r["run_id"] for r in interrupted_runs(default_uri(tmp_path), "t")]
         assert run.info.status == "RUNNING" and interrupted == [run.info.run_id]
 
 
@@ -284,7 +290,7 @@ def test_two_machines_meet_on_the_interface_they_name(tiny_world, tiny_lm_dirs, 
     assert [m.returncode for m in machines] == [0, 0], outputs
     (run_id,) = [line.split()[1].rstrip(":") for line in outputs[0].splitlines()
                  if line.startswith("run ")]  # fmt: skip
-    client = MlflowClient(track_uri(tmp_path / "machine-0"))
+    client = MlflowClient(default_uri(tmp_path / "machine-0"))
     losses = [m.value for m in client.get_metric_history(run_id, "loss")]
     assert losses == pytest.approx(single.curve("loss"), abs=1e-4)
 
@@ -309,3 +315,196 @@ def test_several_machines_need_their_rendezvous_named(tiny_world, tiny_lm_dirs, 
         (line,) = [x for x in result.output.splitlines() if x.strip()]
         assert named in line and "Traceback" not in result.output, (args, line)
     assert not run_dir(spec, tmp_path).exists()  # nothing written before the check
+
+
+def tiny_experiment(folder: Path, world: dict[str, str], lm_dir: Path) -> Path:
+    spec = base_spec(world, lm_dir, **{"train.steps": 2, "train.checkpoint_every": 0})
+    return experiment_file(folder, spec)
+
+
+def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
+    tiny_world, tiny_lm_dirs, tmp_path
+):
+    study = Study(
+        "killed-worker",
+        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        {"xattn_every": (1, 2)},
+        seeds=(0,),
+        overrides={"train.steps": 150},
+    )
+    storage = storage_for(None, tmp_path)
+    client = MlflowClient(default_uri(tmp_path))
+    killed: list[int] = []
+
+    def kill_the_first_trials_worker() -> None:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            with contextlib.suppress(Exception):  # the study and its runs appear as it starts
+                (trial,) = [t for t in optuna.load_study(study_name=study.name, storage=storage
+                            ).trials if t.number == 0]  # fmt: skip
+                running = client.search_runs(
+                    [e.experiment_id for e in client.search_experiments()],
+                    "tags.trial = '0' and attributes.status = 'RUNNING'",
+                )
+                if running and "pid" in trial.user_attrs:  # well inside the trial
+                    os.kill(trial.user_attrs["pid"], signal.SIGKILL)
+                    killed.append(trial.user_attrs["pid"])
+                    return
+            time.sleep(0.2)
+
+    killer = threading.Thread(target=kill_the_first_trials_worker, daemon=True)
+    killer.start()
+    with pytest.raises(JobFailed) as failed:
+        run_study(study, workers=2, home=tmp_path, live=False)
+    killer.join()
+    assert killed, "the first trial's worker was never seen running"
+    assert re.fullmatch(
+        r"search worker [12] \(killed by SIGKILL\) of 2 stopped; the other 1 went on to the end; "
+        r"the next `wb search killed-worker` runs the failed cells again",
+        str(failed.value),
+    )
+    trials = optuna.load_study(study_name=study.name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]  # the other ran
+    experiment = client.get_experiment_by_name(study.mlflow_experiment(tmp_path)).experiment_id
+    (run,) = client.search_runs([experiment], "tags.trial = '0'")
+    assert run.info.status == "FAILED"  # closed by the launcher, not left RUNNING
+
+    # the next `wb search` runs the failed cell again, once
+    run_study(study, home=tmp_path)
+    trials = optuna.load_study(study_name=study.name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
+    assert trials[2].params == trials[0].params == {"xattn_every": "1"}
+    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
+    run_study(study, home=tmp_path)  # nothing left to run
+    assert len(optuna.load_study(study_name=study.name, storage=storage).trials) == 3
+
+
+def test_a_worker_killed_where_no_launcher_watches_is_closed_by_the_next_search(
+    tiny_world, tiny_lm_dirs, tmp_path
+):
+    """A worker started by hand (another machine's launcher, say) dies mid-trial: the next
+    `wb search` here fails its trial, closes its MLflow run and runs its cell again."""
+    study = Study(
+        "killed-lone-worker",
+        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
+        {"xattn_every": (1,)},
+        seeds=(0,),
+        overrides={"train.steps": 150},
+    )
+    from workbench.search import open_study
+    from workbench.track import study_parent_run
+
+    storage = storage_for(None, tmp_path)
+    open_study(study, storage)  # its cells enqueued
+    parent = study_parent_run(
+        default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0, tmp_path
+    )
+    worker = subprocess.Popen(
+        [*WORKER, study.name, "--home", str(tmp_path),
+         "--tracking-uri", default_uri(tmp_path), "--parent-run-id", parent,
+         "--study-json", study_json(study)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.monotonic() + 120
+    client = MlflowClient(default_uri(tmp_path))
+    while not client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        "tags.trial = '0' and attributes.status = 'RUNNING'",
+    ):  # well inside the trial: its run is tracked
+        assert worker.poll() is None and time.monotonic() < deadline
+        time.sleep(0.2)
+    worker.send_signal(signal.SIGKILL)
+    worker.wait()
+    experiment = client.get_experiment_by_name(study.mlflow_experiment(tmp_path)).experiment_id
+    (killed,) = client.search_runs([experiment], "tags.trial = '0'")
+    assert killed.info.status == "RUNNING"  # its process was killed outright
+    run_study(study, home=tmp_path)
+    trials = optuna.load_study(study_name=study.name, storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert client.get_run(killed.info.run_id).info.status == "FAILED"
+
+
+_START = """
+import sys
+from pathlib import Path
+
+from workbench import track
+
+home = Path(sys.argv[1])
+run = track.Tracker(track.default_uri(home), "together", run_name=sys.argv[2], params={"i": 1},
+                    tags={}, home=home, system_metrics_every_s=60)
+run.log_metrics({"x": 1.0}, 0)
+run.finish("FINISHED")
+"""
+
+
+def test_four_processes_start_together_on_a_new_store(tmp_path):
+    """MLflow's schema migration of a new SQLite store fails when two processes run it at once;
+    the store is created under a file lock, so four runs starting together all finish."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    starts = [
+        subprocess.Popen([sys.executable, "-c", _START, str(home), f"r{i}"],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        for i in range(4)
+    ]  # fmt: skip
+    outputs = [p.communicate(timeout=300)[0] for p in starts]
+    assert [p.returncode for p in starts] == [0] * 4, "\n".join(outputs)
+    client = MlflowClient(track.default_uri(home))
+    experiment = client.get_experiment_by_name("together")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2", "r3"]
+    assert {r.info.status for r in runs} == {"FINISHED"}
+
+
+@pytest.mark.parametrize(
+    ("changes", "named"),
+    [
+        ({"train.lr": "nan"}, "train.lr"),
+        ({"train.lr": "inf"}, "train.lr"),
+        ({"train.lr": "-1"}, "train.lr"),
+        ({"train.clip_norm": "nan"}, "train.clip_norm"),
+        ({"model.xattn_every": "0"}, "xattn_every"),
+        ({"model.xattn_every": "5"}, "xattn_every"),
+        ({"data.workers": "-1"}, "data.workers"),
+        ({"train.log_every": "0"}, "train.log_every"),
+        ({"data.laion_shards": "{world}"}, "a directory"),
+        ({"data.laion_shards": "{world}/nothing-{{0..3}}.tar"}, "nothing-"),
+        ({"data.laion_shards": "{experiment}"}, "not a tar"),
+    ],
+)
+def test_bad_values_end_wb_run_in_one_line_before_anything_is_written(
+    tiny_world, tiny_lm_dirs, tmp_path, changes, named
+):
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2})
+    experiment = experiment_file(tmp_path, spec)
+    fill = {"world": str(Path(tiny_world["eval"]).parent), "experiment": str(experiment)}
+    sets = [x for k, v in changes.items() for x in ("--set", f"{k}={v.format(**fill)}")]
+    home = tmp_path / "home"
+    result = CliRunner().invoke(app, ["run", str(experiment), *sets, "--home", str(home)])
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if x.strip()]
+    assert named in line and "Traceback" not in result.output, line
+    assert not (home / "runs").exists()  # no run directory, no spec.json, no checkpoint
+    if (home / "mlflow.db").exists():
+        client = MlflowClient(default_uri(home))
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
+
+
+def test_a_filter_that_keeps_nothing_ends_the_run_in_one_line(tiny_world, tiny_lm_dirs, tmp_path):
+    """Every MMC4 record is valid and every one is filtered out (threshold 0.99): the run stops
+    after 10,000 records dropped in a row, instead of spinning on the endless stream."""
+    spec = base_spec(tiny_world, tiny_lm_dirs["llama"], **{"train.steps": 2})
+    experiment = experiment_file(tmp_path, spec)
+    result = CliRunner().invoke(app, [
+        "run", str(experiment), "--set", "data.mmc4_filter.threshold=0.99",
+        "--home", str(tmp_path)])  # fmt: skip
+    assert result.exit_code == 2, result.output
+    (line,) = [x for x in result.output.splitlines() if "error" in x]  # after the progress bar
+    assert line.startswith("error: mmc4: the filters dropped 10,000 records in a row"), line
+    assert "no_images_above_threshold" in line and "Traceback" not in result.output
+    client = MlflowClient(default_uri(tmp_path))
+    (run,) = client.search_runs([client.get_experiment_by_name("t").experiment_id])
+    assert run.info.status == "FAILED"

@@ -1,18 +1,13 @@
 """Optuna studies: a grid over two parallel workers runs every cell once, as MLflow child runs
-of the study's parent run; a killed worker's trial ends FAIL and the study goes on; the report."""
+of the study's parent run; the report. (A killed worker: ``test_faults``.)"""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import re
-import signal
 import subprocess
 import sys
 import textwrap
-import threading
-import time
 from pathlib import Path
 
 import optuna
@@ -24,7 +19,6 @@ from optuna.trial import TrialState
 from workbench.report import holm
 from workbench.search import (
     STUDIES,
-    WORKER,
     Study,
     load_studies,
     run_study,
@@ -36,7 +30,6 @@ from workbench.search import (
 )
 from workbench.spec import RunSpec, SpecError
 from workbench.track import default_uri
-from workbench.train.result import JobFailed
 
 
 def tiny_experiment(folder: Path, world: dict[str, str], lm_dir: Path) -> Path:
@@ -99,110 +92,6 @@ def test_a_grid_on_two_workers_runs_every_cell_once(tiny_world, tiny_lm_dirs, tm
     assert len(plots) >= 4 and html.count("data:image/png;base64,") == len(plots)
     artifacts = [a.path for a in client.list_artifacts(parent, "report")]
     assert "report/report.html" in artifacts and "report/learning_curves.png" in artifacts
-
-
-@pytest.mark.slow
-def test_a_killed_worker_leaves_a_failed_trial_and_the_study_goes_on(
-    tiny_world, tiny_lm_dirs, tmp_path
-):
-    study = Study(
-        "killed-worker",
-        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
-        {"xattn_every": (1, 2)},
-        seeds=(0,),
-        overrides={"train.steps": 150},
-    )
-    storage = storage_for(None, tmp_path)
-    client = MlflowClient(default_uri(tmp_path))
-    killed: list[int] = []
-
-    def kill_the_first_trials_worker() -> None:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            with contextlib.suppress(Exception):  # the study and its runs appear as it starts
-                (trial,) = [t for t in optuna.load_study(study_name=study.name, storage=storage
-                            ).trials if t.number == 0]  # fmt: skip
-                running = client.search_runs(
-                    [e.experiment_id for e in client.search_experiments()],
-                    "tags.trial = '0' and attributes.status = 'RUNNING'",
-                )
-                if running and "pid" in trial.user_attrs:  # well inside the trial
-                    os.kill(trial.user_attrs["pid"], signal.SIGKILL)
-                    killed.append(trial.user_attrs["pid"])
-                    return
-            time.sleep(0.2)
-
-    killer = threading.Thread(target=kill_the_first_trials_worker, daemon=True)
-    killer.start()
-    with pytest.raises(JobFailed) as failed:
-        run_study(study, workers=2, home=tmp_path, live=False)
-    killer.join()
-    assert killed, "the first trial's worker was never seen running"
-    assert re.fullmatch(
-        r"search worker [12] \(killed by SIGKILL\) of 2 stopped; the other 1 went on to the end; "
-        r"the next `wb search killed-worker` runs the failed cells again",
-        str(failed.value),
-    )
-    trials = optuna.load_study(study_name=study.name, storage=storage).trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]  # the other ran
-    experiment = client.get_experiment_by_name(study.mlflow_experiment(tmp_path)).experiment_id
-    (run,) = client.search_runs([experiment], "tags.trial = '0'")
-    assert run.info.status == "FAILED"  # closed by the launcher, not left RUNNING
-
-    # the next `wb search` runs the failed cell again, once
-    run_study(study, home=tmp_path)
-    trials = optuna.load_study(study_name=study.name, storage=storage).trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE, TrialState.COMPLETE]
-    assert trials[2].params == trials[0].params == {"xattn_every": "1"}
-    assert not client.search_runs([experiment], "attributes.status = 'RUNNING'")
-    run_study(study, home=tmp_path)  # nothing left to run
-    assert len(optuna.load_study(study_name=study.name, storage=storage).trials) == 3
-
-
-@pytest.mark.slow
-def test_a_worker_killed_where_no_launcher_watches_is_closed_by_the_next_search(
-    tiny_world, tiny_lm_dirs, tmp_path
-):
-    """A worker started by hand (another machine's launcher, say) dies mid-trial: the next
-    `wb search` here fails its trial, closes its MLflow run and runs its cell again."""
-    study = Study(
-        "killed-lone-worker",
-        str(tiny_experiment(tmp_path, tiny_world, tiny_lm_dirs["llama"])),
-        {"xattn_every": (1,)},
-        seeds=(0,),
-        overrides={"train.steps": 150},
-    )
-    from workbench.search import open_study
-    from workbench.track import study_parent_run
-
-    storage = storage_for(None, tmp_path)
-    open_study(study, storage)  # its cells enqueued
-    parent = study_parent_run(
-        default_uri(tmp_path), study.mlflow_experiment(tmp_path), study.name, 0, tmp_path
-    )
-    worker = subprocess.Popen(
-        [*WORKER, study.name, "--home", str(tmp_path),
-         "--tracking-uri", default_uri(tmp_path), "--parent-run-id", parent,
-         "--study-json", study_json(study)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 120
-    client = MlflowClient(default_uri(tmp_path))
-    while not client.search_runs(
-        [e.experiment_id for e in client.search_experiments()],
-        "tags.trial = '0' and attributes.status = 'RUNNING'",
-    ):  # well inside the trial: its run is tracked
-        assert worker.poll() is None and time.monotonic() < deadline
-        time.sleep(0.2)
-    worker.send_signal(signal.SIGKILL)
-    worker.wait()
-    experiment = client.get_experiment_by_name(study.mlflow_experiment(tmp_path)).experiment_id
-    (killed,) = client.search_runs([experiment], "tags.trial = '0'")
-    assert killed.info.status == "RUNNING"  # its process was killed outright
-    run_study(study, home=tmp_path)
-    trials = optuna.load_study(study_name=study.name, storage=storage).trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
-    assert client.get_run(killed.info.run_id).info.status == "FAILED"
 
 
 def test_holm_adjusts_for_multiple_comparisons():

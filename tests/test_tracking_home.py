@@ -58,41 +58,6 @@ def test_another_database_keeps_its_artifacts_under_the_home_too(tmp_path, monke
     assert sorted(p.name for p in cwd.iterdir()) == []
 
 
-_START = """
-import sys
-from pathlib import Path
-
-from workbench import track
-
-home = Path(sys.argv[1])
-run = track.Tracker(track.default_uri(home), "together", run_name=sys.argv[2], params={"i": 1},
-                    tags={}, home=home, system_metrics_every_s=60)
-run.log_metrics({"x": 1.0}, 0)
-run.finish("FINISHED")
-"""
-
-
-def test_four_processes_start_together_on_a_new_store(tmp_path):
-    """MLflow's schema migration of a new SQLite store fails when two processes run it at once;
-    the store is created under a file lock, so four runs starting together all finish."""
-    import subprocess
-    import sys
-
-    home = tmp_path / "home"
-    starts = [
-        subprocess.Popen([sys.executable, "-c", _START, str(home), f"r{i}"],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        for i in range(4)
-    ]  # fmt: skip
-    outputs = [p.communicate(timeout=300)[0] for p in starts]
-    assert [p.returncode for p in starts] == [0] * 4, "\n".join(outputs)
-    client = MlflowClient(track.default_uri(home))
-    experiment = client.get_experiment_by_name("together")
-    runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == ["r0", "r1", "r2", "r3"]
-    assert {r.info.status for r in runs} == {"FINISHED"}
-
-
 def test_a_process_is_gone_once_it_ended_even_unreaped():
     import os
     import socket

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from workbench.spec import RunSpec, SpecError
 from workbench.train.result import JobFailed, RunOptions, RunResult, run_dir
@@ -32,12 +32,9 @@ GRACE_S = 30.0
 
 @dataclass(frozen=True)
 class Processes:
-    """How many processes run a job, and where they meet.
-
-    One machine: a rendezvous on loopback. Several: the same command on each machine with
-    ``nnodes``, its ``node_rank``, the ``rdzv_endpoint`` (host:port of machine 0) and the
-    network ``interface`` the machines reach each other on.
-    """
+    """How many processes run a job, and where they meet: on one machine, on loopback; on
+    several, each runs the same command with ``nnodes``, its ``node_rank``, the ``rdzv_endpoint``
+    (host:port of machine 0) and the network ``interface`` the machines reach each other on."""
 
     nproc_per_node: int = 1
     nnodes: int = 1
@@ -213,7 +210,7 @@ def _supervise(
     into ``<logs>/rank-<R>.log`` and passed through; once one fails the others are stopped.
     None when all succeeded, else one line on the rank that failed first."""
     exits: queue.Queue[tuple[int, int]] = queue.Queue()
-    ranks: dict[int, subprocess.Popen[str]] = {}
+    ranks: dict[int, subprocess.Popen[bytes]] = {}
     threads = []
 
     def stop_all(signum: int = 0, frame: Any = None) -> None:
@@ -236,11 +233,12 @@ def _supervise(
     try:
         for env in envs:
             rank = int(env["RANK"])
-            ranks[rank] = subprocess.Popen(
-                command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                errors="replace", preexec_fn=die_with_parent,
-            )  # fmt: skip
             log = logs / f"rank-{rank}.log"
+            with open(log, "ab") as out:  # the rank writes its log itself: its output survives us
+                ranks[rank] = subprocess.Popen(
+                    command, env=env, stdout=out, stderr=subprocess.STDOUT,
+                    preexec_fn=die_with_parent,
+                )  # fmt: skip
             threads.append(threading.Thread(target=_relay, args=(ranks[rank], rank, log, exits)))
             threads[-1].start()
         pending = len(ranks)
@@ -262,19 +260,25 @@ def _supervise(
     return None if first is None else _failure(*first, logs / f"rank-{first[0]}.log")
 
 
-def _relay(process: subprocess.Popen[str], rank: int, log: Path, exits: queue.Queue) -> None:
-    """Copies a rank's output into its log and this process's error stream (prefixed
-    ``[rank R]`` but for rank 0), then reports its exit code."""
+def _relay(process: subprocess.Popen[bytes], rank: int, log: Path, exits: queue.Queue) -> None:
+    """Follows a rank's log into this process's error stream (prefixed ``[rank R]`` but for
+    rank 0) until the rank has ended, and reports its exit code as soon as it does."""
     prefix = f"[rank {rank}] " if rank else ""
-    stream: IO[str] | None = process.stdout
-    with open(log, "a") as out:
-        assert stream is not None
-        waiter = threading.Thread(target=lambda: exits.put((rank, process.wait())), daemon=True)
-        waiter.start()  # the exit counts when the rank ends, not when its pipe closes
-        for line in stream:
-            out.write(line)
-            out.flush()
-            sys.stderr.write(prefix + line)
+    waiter = threading.Thread(target=lambda: exits.put((rank, process.wait())), daemon=True)
+    waiter.start()
+    partial = ""
+    with open(log, errors="replace") as source:
+        while True:
+            ended = process.poll() is not None  # read after: nothing written before is missed
+            text = partial + source.read()
+            *lines, partial = text.split("\n")
+            for line in lines:
+                sys.stderr.write(f"{prefix}{line}\n")
+            if ended:
+                break
+            time.sleep(0.1)
+    if partial:
+        sys.stderr.write(f"{prefix}{partial}\n")
 
 
 def _failure(rank: int, code: int, log: Path) -> str:
@@ -283,16 +287,12 @@ def _failure(rank: int, code: int, log: Path) -> str:
     if code < 0:
         how = f"was killed by {signal.Signals(-code).name}"
     else:
-        lines = [line for line in _tail(log) if line.strip()]
+        lines: list[str] = []
+        with contextlib.suppress(OSError), open(log, "rb") as file:
+            file.seek(max(0, log.stat().st_size - 4096))
+            lines = [x for x in file.read().decode(errors="replace").splitlines() if x.strip()]
         how = f"exited with {code}" + (f" ({lines[-1].strip()[:200]})" if lines else "")
     return (
         f"rank {rank} {how}; its log: {log}. The job stopped and its run is marked FAILED; "
         "`wb run ... --resume` continues from the last checkpoint"
     )
-
-
-def _tail(path: Path, size: int = 4096) -> list[str]:
-    with contextlib.suppress(OSError), open(path, "rb") as file:
-        file.seek(max(0, path.stat().st_size - size))
-        return file.read().decode(errors="replace").splitlines()
-    return []
