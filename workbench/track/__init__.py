@@ -33,21 +33,8 @@ from workbench.track.runs import (
 )
 
 __all__ = [
-    "EXPERIMENT_KIND",
-    "NullTracker",
-    "Tracker",
-    "TrackingError",
-    "close_running_runs",
-    "default_uri",
-    "experiment_ids",
-    "interrupted_runs",
-    "latest_artifact",
-    "log_artifacts",
-    "log_metrics_to",
-    "metric_history",
-    "prepare",
-    "process_gone",
-    "search_runs",
-    "set_run_tags",
+    "EXPERIMENT_KIND", "NullTracker", "Tracker", "TrackingError", "close_running_runs",
+    "default_uri", "experiment_ids", "interrupted_runs", "latest_artifact", "log_artifacts",
+    "log_metrics_to", "metric_history", "prepare", "process_gone", "search_runs", "set_run_tags",
     "study_parent_run",
 ]  # fmt: skip

@@ -63,9 +63,9 @@ class Processes:
                     "several machines need --interface NAME: the network interface they reach "
                     "each other on (e.g. eth0); nothing listens on the others"
                 )
-        self.endpoint()  # a malformed endpoint or an unknown interface fails here
-        if self.interface:
-            interface_address(self.interface)
+        self.endpoint()  # a malformed endpoint (or, on one machine, an unknown interface) fails
+        if self.nnodes > 1:
+            interface_address(str(self.interface))
 
     def endpoint(self) -> tuple[str, int]:
         """Where the ranks find the store: machine 0's host and port (port 0: any free one)."""
@@ -126,7 +126,7 @@ def launch_job(
     logs = where / "logs" / time.strftime("%Y%m%d-%H%M%S")
     logs.mkdir(parents=True, exist_ok=True)
     with rendezvous(processes) as (host, port):
-        failure = _supervise(processes, [sys.executable, "-m", "workbench.train", *args],
+        failure = _supervise([sys.executable, "-m", "workbench.train", *args],
                              _rank_env(processes, host, port), logs)  # fmt: skip
     if failure is not None:
         from workbench.track import close_running_runs
@@ -165,7 +165,7 @@ def rendezvous(processes: Processes) -> Iterator[tuple[str, int]]:
         bind, port, None, is_master=True, wait_for_workers=False, master_listen_fd=listener.detach()
     )  # the store owns the socket now
     try:
-        yield (bind if processes.nnodes == 1 else host), port
+        yield host, port
     finally:
         del store
 
@@ -203,9 +203,7 @@ def die_with_parent() -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _supervise(
-    processes: Processes, command: list[str], envs: list[dict[str, str]], logs: Path
-) -> str | None:
+def _supervise(command: list[str], envs: list[dict[str, str]], logs: Path) -> str | None:
     """Runs the local ranks (which die with this process) until all end, each one's output
     into ``<logs>/rank-<R>.log`` and passed through; once one fails the others are stopped.
     None when all succeeded, else one line on the rank that failed first."""
