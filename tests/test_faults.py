@@ -267,6 +267,22 @@ def test_a_single_machine_job_listens_on_loopback_only(tiny_world, tiny_lm_dirs,
     assert addresses == {"127.0.0.1"}  # the store and gloo's connections, nothing wider
 
 
+_GROUP_OF_ONE = """
+import psutil
+from workbench.train import dist
+where = dist.init("fsdp", "cpu")
+assert where.world_size == 1 and where.active
+print(sorted({c.laddr.ip for c in psutil.Process().net_connections(kind="tcp")
+              if c.status == psutil.CONN_LISTEN}))
+"""
+
+
+def test_a_single_process_group_listens_on_loopback_only():
+    """``ddp``/``fsdp`` in one process form a group of one: its store is in memory."""
+    listening = subprocess.run([sys.executable, "-c", _GROUP_OF_ONE], check=True, **PIPED).stdout
+    assert listening.strip().splitlines()[-1] in ("[]", "['127.0.0.1']"), listening
+
+
 @pytest.mark.distributed
 def test_two_machines_meet_on_the_interface_they_name(tiny_world, tiny_lm_dirs, tmp_path):
     """Two "machines" of one process each (two launchers here, on loopback) train what one

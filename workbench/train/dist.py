@@ -79,10 +79,8 @@ def init(strategy: str, device: str | None = None) -> Dist:
             )
         elif "MASTER_ADDR" in os.environ:  # torchrun's
             dist.init_process_group(backend, device_id=device_id)
-        else:  # a group of one, outside a launcher
-            dist.init_process_group(
-                backend, init_method=f"tcp://127.0.0.1:{free_port()}", rank=0, world_size=1
-            )
+        else:  # a group of one, outside a launcher: an in-memory store, no socket to listen on
+            dist.init_process_group(backend, store=dist.HashStore(), rank=0, world_size=1)
     return Dist(strategy, rank, world, local_rank, where)
 
 
